@@ -1,0 +1,214 @@
+"""Radius of a network in parameter space, reference radii of common inits, and rescaling.
+
+Fort & Scherlis (2019) observe that Gaussian initializations put the weights on a thin
+shell of radius ``r = ||w||_2``; the Goldilocks zone is a thick shell of such radii. This
+module measures ``r``, computes the reference radius ``r_ref`` of an init scheme from the
+layer shapes alone, and moves a network to a target radius.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._flat import parameter_vector
+
+__all__ = [
+    "REFERENCES",
+    "radius",
+    "reference_radius",
+    "layer_reference_radii",
+    "rescale_",
+    "SoftmaxTemperature",
+]
+
+REFERENCES = ("xavier", "he", "lecun", "default")
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _fans(weight: torch.Tensor) -> tuple[int, int]:
+    receptive = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+def _variance(scheme: str, fan_in: int, fan_out: int) -> float:
+    if scheme == "xavier":
+        return 2.0 / (fan_in + fan_out)
+    if scheme == "he":
+        return 2.0 / fan_in
+    if scheme == "lecun":
+        return 1.0 / fan_in
+    if scheme == "default":  # kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        return 1.0 / (3.0 * fan_in)
+    raise ValueError(f"reference must be one of {REFERENCES}, got {scheme!r}.")
+
+
+def radius(module: nn.Module, weights_only: bool = False) -> float:
+    """Euclidean norm of the parameters of ``module``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    weights_only : bool, default=False
+        Measure only the weight matrices/kernels (no biases, no normalization scales).
+
+    Examples
+    --------
+    >>> lin = torch.nn.Linear(3, 4, bias=False)
+    >>> _ = torch.nn.init.ones_(lin.weight)
+    >>> radius(lin)
+    3.4641016151377544
+    """
+    return float(parameter_vector(module, weights_only).double().norm())
+
+
+def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[str, float]:
+    """Expected radius of each Linear/Conv layer's parameters under ``reference``.
+
+    For a weight with ``n`` entries drawn with variance ``sigma^2`` the radius concentrates
+    at ``sqrt(n) * sigma`` (Fort & Scherlis, Sec. 2.2). Biases are zero under Xavier, He
+    and LeCun; under PyTorch's ``"default"`` init they are uniform with the weights'
+    bound and are included. Keys are ``named_modules`` names.
+
+    Examples
+    --------
+    >>> lin = torch.nn.Linear(100, 50)
+    >>> round(layer_reference_radii(lin, "he")[""], 6)  # sqrt(5000 * 2 / 100)
+    10.0
+    """
+    _variance(reference, 1, 1)  # validate early
+    out = {}
+    for name, layer in module.named_modules():
+        if not isinstance(layer, _LAYERS):
+            continue
+        fan_in, fan_out = _fans(layer.weight)
+        var = _variance(reference, fan_in, fan_out)
+        sq = layer.weight.numel() * var
+        if reference == "default" and layer.bias is not None:
+            sq += layer.bias.numel() * var
+        out[name] = math.sqrt(sq)
+    if not out:
+        raise ValueError(
+            "module has no Linear or Conv layer, so no reference radius can be computed from "
+            "layer shapes; use reference='current' (the module's own radius) instead."
+        )
+    return out
+
+
+def reference_radius(module: nn.Module, reference: str = "xavier") -> float:
+    """Radius of a typical ``reference`` initialization of ``module`` (layers in quadrature).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Linear and Conv layers are counted; other parameters (e.g. BatchNorm scales)
+        are not part of the reference.
+    reference : {"xavier", "he", "lecun", "default"}
+        Xavier/Glorot: ``sigma^2 = 2/(fan_in+fan_out)``; He/Kaiming: ``2/fan_in``;
+        LeCun: ``1/fan_in``; PyTorch's default ``U(+-1/sqrt(fan_in))`` with biases.
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(784, 200), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(200, 10))
+    >>> round(reference_radius(net, "xavier"), 3)
+    18.378
+    """
+    radii = layer_reference_radii(module, reference)
+    return math.sqrt(sum(r * r for r in radii.values()))
+
+
+@torch.no_grad()
+def rescale_(
+    module: nn.Module,
+    target: float,
+    mode: str = "global",
+    reference: str = "xavier",
+    weights_only: bool = False,
+) -> nn.Module:
+    """Move ``module`` in place to radius ``target``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    target : float
+        Target radius (absolute, in parameter-space units); must be finite and > 0.
+    mode : {"global", "per_layer"}
+        ``"global"`` multiplies every parameter by one factor (Fort & Scherlis;
+        Vysogorets et al.), keeping the direction of ``w``. ``"per_layer"`` puts each
+        Linear/Conv layer (weight and bias together) on its own shell of radius
+        ``target * r_ref(layer) / r_ref(net)``; other parameters are left untouched.
+    reference : str
+        Only used by ``mode="per_layer"`` to split ``target`` among layers.
+    weights_only : bool
+        For ``mode="global"``: measure and scale only the weights, leaving biases as is.
+
+    Returns
+    -------
+    module : the same module, rescaled.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(10, 10)
+    >>> round(radius(rescale_(net, 2.5)), 12)
+    2.5
+    """
+    target = float(target)
+    if not math.isfinite(target) or target <= 0:
+        raise ValueError(f"target radius must be finite and > 0, got {target}.")
+    if mode == "global":
+        current = radius(module, weights_only)
+        if current == 0:
+            raise ValueError("cannot rescale a module whose radius is 0; initialize it first.")
+        factor = target / current
+        for name, p in module.named_parameters():
+            if not weights_only or (name.rsplit(".", 1)[-1] == "weight" and p.dim() > 1):
+                p.mul_(factor)
+    elif mode == "per_layer":
+        refs = layer_reference_radii(module, reference)
+        total = math.sqrt(sum(r * r for r in refs.values()))
+        layers = dict(module.named_modules())
+        for name, ref in refs.items():
+            params = list(layers[name].parameters(recurse=False))
+            current = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))
+            if current == 0:
+                raise ValueError(f"layer {name!r} has radius 0; initialize it before rescaling.")
+            for p in params:
+                p.mul_(target * ref / total / current)
+    else:
+        raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
+    return module
+
+
+class SoftmaxTemperature(nn.Module):
+    """Wrap a module so that its logits are divided by a softmax temperature ``T``.
+
+    ``softmax(f(x) / T)``: ``T > 1`` flattens the output distribution, ``T < 1`` sharpens
+    it. For a bias-free ReLU network of depth ``L``, scaling all weights by ``alpha``
+    multiplies the logits by ``alpha**L``, so it equals temperature ``T = alpha**-L``
+    (Vysogorets et al. 2024): the Goldilocks zone can be moved by ``T`` alone.
+    The temperature is a buffer, not a parameter: it is not trained.
+
+    Examples
+    --------
+    >>> net = SoftmaxTemperature(torch.nn.Linear(2, 3), temperature=2.0)
+    >>> x = torch.ones(1, 2)
+    >>> torch.allclose(net(x), net.module(x) / 2)
+    True
+    """
+
+    def __init__(self, module: nn.Module, temperature: float = 1.0):
+        super().__init__()
+        temperature = float(temperature)
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}.")
+        self.module = module
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float64))
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs) / self.temperature
+
+    def extra_repr(self) -> str:
+        return f"temperature={float(self.temperature):g}"

@@ -1,0 +1,47 @@
+"""The ``goldisk`` command-line tool: one subcommand per experiment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _sweep
+from ._common import CLIError
+
+__all__ = ["main", "build_parser"]
+
+SUBCOMMANDS = [_sweep]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="goldisk",
+        description="Study the Goldilocks zone of neural-network initialization.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+        sub.choices[module.NAME].set_defaults(func=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the console script; user errors exit with status 2 and one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"goldisk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:
+        print(f"goldisk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"goldisk {args.command}: interrupted; rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

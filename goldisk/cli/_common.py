@@ -1,0 +1,146 @@
+"""Shared pieces of the command-line tool: common options, output folders, environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CLIError",
+    "add_common_arguments",
+    "prepare_output",
+    "environment",
+    "write_json",
+    "append_rows",
+    "load_data",
+    "parse_floats",
+    "parse_ints",
+]
+
+DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        msg = f"{name} must be comma-separated numbers, e.g. 0.5,1,2; got {text!r}"
+        raise CLIError(msg) from None
+    if not vals:
+        raise CLIError(f"{name} is empty; give at least one value")
+    return vals
+
+
+def parse_ints(text: str, name: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        msg = f"{name} must be comma-separated integers, e.g. 10,50,100; got {text!r}"
+        raise CLIError(msg) from None
+    if not vals:
+        raise CLIError(f"{name} is empty; give at least one value")
+    return vals
+
+
+def add_common_arguments(p, out_default: str) -> None:
+    p.add_argument("--out", default=out_default, help="output folder (default: %(default)s)")
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--data-root", default=None, help="local folder of torchvision datasets")
+    p.add_argument("--download", action="store_true", help="download the dataset if missing")
+    p.add_argument("--max-samples", type=int, default=None, help="use the first N samples")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def prepare_output(out: str, force: bool, resume: bool) -> Path:
+    """Create ``out``; refuse an existing non-empty folder unless ``force`` or ``resume``."""
+    path = Path(out)
+    if force and resume:
+        raise CLIError("--force and --resume exclude each other; pick one")
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {out} exists and is not a folder; choose another path")
+    if path.exists() and any(path.iterdir()):
+        if force:
+            shutil.rmtree(path)
+        elif not resume:
+            raise CLIError(
+                f"--out {out} already exists; pass --resume to continue it or --force to "
+                "overwrite it"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def environment(device: str = "cpu") -> dict:
+    """Versions and machine facts stored next to every result."""
+    import sklearn
+    import torch
+
+    import goldisk
+
+    env = {
+        "goldisk": goldisk.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def append_rows(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Append rows to a CSV in one write, flushed to disk (a header if the file is new)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=columns)
+    new = not path.exists() or path.stat().st_size == 0
+    text = df.to_csv(index=False, header=new)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def load_data(args):
+    """The dataset named by ``--dataset`` as a goldisk Dataset (``--max-samples`` applied)."""
+    from ..datasets import load_dataset
+
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder")
+    kwargs = {}
+    if args.dataset in ("mnist", "fashion-mnist", "cifar10"):
+        if args.data_root is None:
+            raise CLIError(f"--dataset {args.dataset} needs --data-root DIR (and --download)")
+        kwargs = {"root": args.data_root, "download": args.download}
+    ds = load_dataset(args.dataset, random_state=args.seed, **kwargs)
+    if args.max_samples is not None:
+        if args.max_samples < 1:
+            raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
+        ds.X, ds.y = ds.X[: args.max_samples], ds.y[: args.max_samples]
+    return ds

@@ -1,0 +1,131 @@
+"""``goldisk sweep``: Fort & Scherlis's radius sweep, the main job."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from ._common import (
+    CLIError,
+    add_common_arguments,
+    append_rows,
+    environment,
+    load_data,
+    parse_floats,
+    parse_ints,
+    write_json,
+)
+
+NAME = "sweep"
+HELP = "curvature on random subspaces against radius (Fort & Scherlis Fig. 3-5)"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    add_common_arguments(p, "out/sweep")
+    p.add_argument("--model", default="mlp", help="mlp, lenet300100, lenet5, cnn or linear")
+    p.add_argument("--hidden", default="100,100", help="MLP widths (default: %(default)s)")
+    p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    p.add_argument("--no-bias", action="store_true", help="bias-free (homogeneous) layers")
+    p.add_argument("--dims", default="10,50,100", help="subspace dimensions (nested)")
+    p.add_argument("--radii", default=None,
+                   help="radius ratios r/r_ref, comma-separated (default: Fort's grid "
+                        "log10(r^2/r_ref^2) = -4..4 step 1/3)")
+    p.add_argument("--n-subspaces", type=int, default=3, help="random subspaces per radius")
+    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--projection", default="dense",
+                   choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
+    p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"))
+    p.add_argument("--hessian-samples", type=int, default=1000,
+                   help="samples in the Hessian's mean loss (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--float32", action="store_true", help="float32 instead of float64")
+
+
+def _resume_rows(csv_path, n_dims: int) -> tuple[pd.DataFrame, set]:
+    """Complete units already on disk; incomplete units (a killed write) are dropped."""
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        return pd.DataFrame(), set()
+    text = csv_path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):  # a partial last line from a killed write
+        text = text[: text.rfind("\n") + 1]
+    import io
+
+    df = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+    if df.empty:
+        return df, set()
+    counts = df.groupby(["subspace", "radius_index"]).size()
+    complete = set(counts[counts == n_dims].index)
+    keep = df[[u in complete for u in zip(df["subspace"], df["radius_index"], strict=True)]]
+    return keep, complete
+
+
+def run(args) -> int:
+    import torch
+
+    from ..models import make_model
+    from ..sweep import default_radii, plot_sweep, radius_sweep
+    from ._common import prepare_output
+
+    dims = parse_ints(args.dims, "--dims")
+    radii = parse_floats(args.radii, "--radii") if args.radii else list(default_radii())
+    if args.n_subspaces < 1:
+        raise CLIError(f"--n-subspaces must be >= 1, got {args.n_subspaces}")
+    if args.hessian_samples < 1:
+        raise CLIError(f"--hessian-samples must be >= 1, got {args.hessian_samples}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+    ds = load_data(args)
+    kwargs = {"activation": args.activation, "bias": not args.no_bias}
+    if args.model == "mlp":
+        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
+    try:
+        model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--model {args.model}: {exc}") from None
+    out = prepare_output(args.out, args.force, args.resume)
+    csv_path = out / "sweep.csv"
+    config = {"command": "sweep", **{k: v for k, v in vars(args).items() if k != "func"},
+              "dims": sorted(set(dims)), "radii": radii}
+    previous, done = _resume_rows(csv_path, len(set(dims)))
+    if args.resume and (out / "config.json").exists():
+        import json
+
+        old = json.loads((out / "config.json").read_text())
+        keys = ("dims", "radii", "n_subspaces", "seed", "dataset", "model", "projection", "kind")
+        changed = [k for k in keys if old.get(k) != config.get(k)]
+        if changed:
+            raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
+                           "use the original options or --force")
+    if not previous.empty:  # rewrite atomically without any partial unit
+        tmp = csv_path.with_suffix(".csv.tmp")
+        previous.to_csv(tmp, index=False)
+        tmp.replace(csv_path)
+    elif csv_path.exists():
+        csv_path.unlink()
+    write_json(out / "config.json", {**config, "environment": environment(args.device)})
+    columns = None if previous.empty else list(previous.columns)
+
+    def save(rows):
+        append_rows(csv_path, rows, columns)
+
+    start = time.perf_counter()
+    radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
+                 reference=args.reference, projection=args.projection, kind=args.kind,
+                 max_samples=args.hessian_samples, batch_size=args.batch_size,
+                 dtype=torch.float32 if args.float32 else torch.float64, device=args.device,
+                 random_state=args.seed, progress=not args.no_progress, done=done,
+                 on_result=save)
+    elapsed = time.perf_counter() - start
+    df = pd.read_csv(csv_path).sort_values(["subspace", "radius_index", "dim"])
+    df.to_csv(csv_path.with_suffix(".csv.tmp"), index=False)
+    csv_path.with_suffix(".csv.tmp").replace(csv_path)
+    plot_sweep(df, out / "sweep.png",
+               title=f"{args.dataset}, {args.model} {args.hidden if args.model == 'mlp' else ''}"
+                     f" ({args.kind}s, {args.projection} projection)")
+    write_json(out / "config.json",
+               {**config, "environment": environment(args.device), "seconds": elapsed,
+                "rows": len(df)})
+    print(f"wrote {csv_path} ({len(df)} rows) and {out / 'sweep.png'} in {elapsed:.1f} s")
+    return 0

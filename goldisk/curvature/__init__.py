@@ -1,0 +1,20 @@
+"""Curvature of the loss: exact subspace Hessians, Gauss-Newton split, Hutchinson, state."""
+
+from ._hessian import CurvatureResult, subspace_hessian
+from ._hutchinson import hutchinson
+from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
+from ._state import model_state
+from ._stats import STATISTICS, hessian_statistics
+
+__all__ = [
+    "CurvatureResult",
+    "subspace_hessian",
+    "hutchinson",
+    "hessian_statistics",
+    "model_state",
+    "per_sample_loss",
+    "logit_gradient",
+    "logit_hessian",
+    "LOSSES",
+    "STATISTICS",
+]

@@ -1,0 +1,232 @@
+"""Exact loss Hessian on a low-dimensional subspace, with its Gauss-Newton split.
+
+For parameters ``w(theta) = w0 + P theta`` (a hyperplane) the d x d Hessian of the mean
+loss ``L`` at ``theta = 0`` is ``P^T H P``. It is computed column by column with
+forward-over-reverse automatic differentiation: ``jvp(grad L)(theta; e_i)``, vmapped over
+the ``d`` directions and accumulated over mini-batches (memory is bounded by
+``batch_size`` and ``chunk_size``, never by the dataset). The same forward pass gives the
+directional derivatives of the logits, ``U = J P``, from which the Gauss-Newton term
+``G = sum_n U_n^T A_n U_n`` (``A_n = d^2 loss_n / dz_n^2``) is formed directly. Nothing of
+size D x D is ever allocated, and a :class:`~goldisk.projections.Projection` that never
+stores a D x d matrix (sparse, Fastfood) keeps it that way.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import grad, jvp, vmap
+
+from .._flat import ParamLayout, parameter_vector
+from ._losses import logit_hessian, per_sample_loss
+
+__all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model"]
+
+MAX_FULL_D = 20_000
+
+
+@dataclass
+class CurvatureResult:
+    """Subspace Hessian ``H`` (..., d, d), Gauss-Newton part ``G`` and the loss there.
+
+    A leading batch dimension is present when several points (``scales``) were given.
+    ``Hterm`` is ``H - G``, the part carrying the second derivatives of the logits.
+    """
+
+    H: torch.Tensor
+    G: torch.Tensor | None
+    loss: torch.Tensor
+    n_samples: int
+
+    @property
+    def Hterm(self):
+        return None if self.G is None else self.H - self.G
+
+    def block(self, k: int) -> CurvatureResult:
+        """The result for the first ``k`` directions: the leading k x k blocks."""
+        G = None if self.G is None else self.G[..., :k, :k]
+        return CurvatureResult(self.H[..., :k, :k], G, self.loss, self.n_samples)
+
+
+def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
+    """A private copy of ``model`` in ``dtype`` on ``device``; warns on stochastic layers."""
+    stochastic = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
+    if model.training and any(isinstance(m, stochastic) for m in model.modules()):
+        warnings.warn(
+            "model is in training mode and has Dropout or BatchNorm layers: its curvature is "
+            "not deterministic (batch statistics / random masks). Call model.eval() first.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
+def batches(X, y, batch_size: int, dtype, device):
+    """Yield ``(xb, yb)`` tensors on ``device``; floating ``y`` (regression) gets ``dtype``."""
+    n = len(X)
+    for start in range(0, n, batch_size):
+        xb = torch.as_tensor(X[start : start + batch_size]).to(device=device, dtype=dtype)
+        yb = torch.as_tensor(y[start : start + batch_size]).to(device=device)
+        if yb.is_floating_point():
+            yb = yb.to(dtype)
+        yield xb, yb
+
+
+def _auto_chunk(model, layout, w, xb, n_dirs, budget_bytes=2**30):
+    """Directions per vmap chunk so that tangent activations stay under ``budget_bytes``."""
+    sizes = []
+    hooks = [
+        m.register_forward_hook(
+            lambda _m, _i, o: sizes.append(o.numel() if torch.is_tensor(o) else 0)
+        )
+        for m in model.modules()
+    ]
+    try:
+        with torch.no_grad():
+            layout.call(model, w, xb[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    item = w.element_size()
+    per_dir = 6 * max(sum(sizes), 1) * len(xb) * item + 4 * w.numel() * item
+    return int(max(1, min(n_dirs, budget_bytes // per_dir)))
+
+
+def subspace_hessian(
+    model: nn.Module,
+    X,
+    y,
+    projection=None,
+    *,
+    point=None,
+    kind: str = "hyperplane",
+    scales=None,
+    loss: str = "cross_entropy",
+    gauss_newton: bool = True,
+    batch_size: int = 512,
+    chunk_size: int | None = None,
+    dtype=torch.float64,
+    device=None,
+) -> CurvatureResult:
+    """Exact Hessian of the mean loss over ``(X, y)`` on a random subspace.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Returns logits. Only its parameters' values at ``point`` matter.
+    X, y : array-like or tensors
+        The whole dataset; the mean loss is taken over all ``len(X)`` samples.
+    projection : Projection, optional
+        Maps ``theta`` (d) to a parameter direction (D). ``None`` means the full space:
+        the exact D x D Hessian (only for ``D <= 20000``).
+    point : tensor (D,), optional
+        Origin ``w0`` of the subspace; the model's current parameters by default.
+    kind : {"hyperplane", "hypersphere"}
+        ``hyperplane``: ``w = w0 + P theta``. ``hypersphere``:
+        ``w = |w0| (w0 + P theta) / |w0 + P theta|``, the surface of fixed radius.
+    scales : sequence of float, optional
+        Evaluate at every point ``s * w0`` (a radius sweep with one subspace); the result
+        then has a leading dimension ``len(scales)``.
+    loss : {"cross_entropy", "mse"}
+    gauss_newton : bool
+        Also compute ``G = P^T J^T (d^2 l/dz^2) J P`` directly.
+    batch_size, chunk_size : int
+        Samples per mini-batch; directions per vectorized chunk (auto if None).
+    dtype, device
+        Precision and device of the computation (float64 by default).
+
+    Returns
+    -------
+    CurvatureResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from goldisk.projections import make_projection
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> X, y = torch.randn(32, 4, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3
+    >>> P = make_projection("dense", D=67, d=5, random_state=0)
+    >>> res = subspace_hessian(net, X, y, P)
+    >>> res.H.shape, bool(torch.allclose(res.H, res.H.T))
+    (torch.Size([5, 5]), True)
+    """
+    if kind not in ("hyperplane", "hypersphere"):
+        raise ValueError(f"kind must be 'hyperplane' or 'hypersphere', got {kind!r}.")
+    if len(X) == 0:
+        raise ValueError("X is empty: the Hessian of a mean over zero samples is undefined.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    net = prepare_model(model, dtype, device)
+    layout = ParamLayout(net)
+    w0 = (parameter_vector(net) if point is None else torch.as_tensor(point)).to(device, dtype)
+    if w0.numel() != layout.D:
+        raise ValueError(f"point has {w0.numel()} entries but the model has D={layout.D}.")
+    if projection is None:
+        if layout.D > MAX_FULL_D:
+            raise ValueError(
+                f"projection=None asks for the full {layout.D} x {layout.D} Hessian; that is "
+                f"only supported for D <= {MAX_FULL_D}. Pass a projection (dim=...) instead."
+            )
+        P, d = (lambda t: t), layout.D
+    else:
+        P = copy.deepcopy(projection).to(device=device, dtype=dtype)
+        d = P.d
+        if P.D != layout.D:
+            raise ValueError(f"projection maps to D={P.D} but the model has D={layout.D}.")
+    scale_list = [1.0] if scales is None else [float(s) for s in scales]
+    n = len(X)
+    theta0 = torch.zeros(d, dtype=dtype, device=device)
+    eye = torch.eye(d, dtype=dtype, device=device)
+
+    def params(theta, base):
+        w = base + P(theta)
+        if kind == "hypersphere":
+            w = w * (base.norm() / w.norm())
+        return w
+
+    def loss_and_logits(theta, base, xb, yb):
+        z = layout.call(net, params(theta, base), xb)
+        return per_sample_loss(z, yb, loss).sum() / n, z
+
+    grad_fn = grad(loss_and_logits, has_aux=True)
+
+    H = torch.zeros(len(scale_list), d, d, dtype=dtype, device=device)
+    G = torch.zeros_like(H) if gauss_newton else None
+    L = torch.zeros(len(scale_list), dtype=dtype, device=device)
+    chunk = chunk_size
+    for xb, yb in batches(X, y, batch_size, dtype, device):
+        for r, s in enumerate(scale_list):
+            base = w0 * s
+
+            def column(v, base=base, xb=xb, yb=yb):
+                _, (hv, dz) = jvp(lambda t: grad_fn(t, base, xb, yb), (theta0,), (v,))
+                return hv, dz
+
+            if chunk is None:
+                chunk = _auto_chunk(net, layout, base, xb, d)
+            with torch.no_grad():
+                z = layout.call(net, params(theta0, base), xb)
+                L[r] += per_sample_loss(z, yb, loss).sum() / n
+            hv, U = vmap(column, chunk_size=chunk)(eye)
+            H[r] += hv
+            if gauss_newton:
+                A = logit_hessian(z, yb, loss) / n  # (B, C, C)
+                Ub = U.permute(1, 2, 0)  # (B, C, d)
+                G[r] += Ub.reshape(-1, d).T @ torch.bmm(A, Ub).reshape(-1, d)
+    H = 0.5 * (H + H.transpose(-1, -2))
+    if scales is None:
+        H, L = H[0], L[0]
+        G = None if G is None else G[0]
+    if not math.isfinite(float(H.abs().max())):
+        warnings.warn(
+            "the Hessian has non-finite entries (overflow at this radius?).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return CurvatureResult(H, G, L, n)

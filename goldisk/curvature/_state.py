@@ -1,0 +1,66 @@
+"""The state of a classifier at a point: loss, confidence, entropy, logit gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._hessian import batches
+from ._losses import logit_gradient, per_sample_loss
+
+__all__ = ["model_state", "logit_statistics"]
+
+
+def logit_statistics(z: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy") -> dict:
+    """Sums over samples of the per-sample state quantities (see :func:`model_state`)."""
+    out = {
+        "loss": float(per_sample_loss(z, y, loss).sum()),
+        "zero_logit_frac": float((z == 0).sum()) / z.shape[-1],
+        "logit_grad_norm": float(logit_gradient(z, y, loss).norm(dim=-1).sum()),
+    }
+    if loss == "cross_entropy":
+        logp = torch.log_softmax(z, dim=-1)
+        p = logp.exp()
+        out["accuracy"] = float((z.argmax(-1) == y).sum())
+        out["confidence"] = float(p.max(-1).values.sum())
+        out["entropy"] = float(-(p * logp).nan_to_num().sum())
+    return out
+
+
+@torch.no_grad()
+def model_state(
+    model: nn.Module, X, y, *, loss="cross_entropy", batch_size=1024, dtype=torch.float64,
+    device=None,
+) -> dict[str, float]:
+    """Loss and output statistics of ``model`` on ``(X, y)``, averaged over samples.
+
+    Returns
+    -------
+    dict with ``loss`` (mean), ``accuracy``, ``confidence`` (mean max softmax
+    probability), ``entropy`` (mean entropy of the softmax, nats), ``logit_grad_norm``
+    (mean over samples of ``||d loss_n / d z_n||``, which vanishes when the softmax
+    matches the labels or saturates on them) and ``zero_logit_frac`` (fraction of
+    (sample, class) logits exactly zero, Vysogorets et al.). The last four classification
+    keys are absent for ``loss="mse"``.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(4, 3)
+    >>> _ = torch.nn.init.zeros_(net.weight); _ = torch.nn.init.zeros_(net.bias)
+    >>> s = model_state(net, torch.randn(10, 4), torch.arange(10) % 3)
+    >>> round(s["loss"], 6), s["zero_logit_frac"], round(s["confidence"], 6)
+    (1.098612, 1.0, 0.333333)
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    import copy
+
+    net = copy.deepcopy(model).to(device=device, dtype=dtype)
+    totals: dict[str, float] = {}
+    n = 0
+    for xb, yb in batches(X, y, batch_size, dtype, device):
+        for k, v in logit_statistics(net(xb), yb, loss).items():
+            totals[k] = totals.get(k, 0.0) + v
+        n += len(xb)
+    if n == 0:
+        raise ValueError("X is empty; pass at least one sample.")
+    return {k: v / n for k, v in totals.items()}

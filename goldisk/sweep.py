@@ -1,0 +1,209 @@
+"""Fort & Scherlis's radius sweep: curvature on random hyperplanes at many radii.
+
+One random init direction ``w0`` (drawn with the reference scheme) and one random
+subspace ``P`` with ``max(dims)`` orthonormal columns are drawn per subspace index. The
+point at radius ratio ``rho`` is ``rho * r_ref * w0 / ||w0||``. The Hessian on the first
+``k`` columns of ``P`` is the leading ``k x k`` block of the Hessian on ``P``, so all
+dimensions come from one computation per (subspace, radius).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._flat import ParamLayout, parameter_vector
+from ._radius import REFERENCES, reference_radius
+from ._rng import check_random_state
+from .curvature import hessian_statistics, model_state, subspace_hessian
+from .models import init_weights_
+from .projections import make_projection
+
+__all__ = ["default_radii", "radius_sweep", "sweep_statistics", "plot_sweep"]
+
+
+def default_radii(lo: float = -4.0, hi: float = 4.0, step: float = 1 / 3) -> np.ndarray:
+    """Radius ratios ``r / r_ref`` on Fort's grid ``log10(r^2/r_ref^2) = lo..hi``."""
+    n = int(round((hi - lo) / step)) + 1
+    return 10.0 ** (np.linspace(lo, hi, n) / 2.0)
+
+
+def sweep_statistics(res, dims, state: dict) -> list[dict]:
+    """Rows of curvature statistics (H, G, H-term) for each nested dimension in ``dims``."""
+    rows = []
+    for k in dims:
+        blk = res.block(k)
+        row = {"dim": k, **hessian_statistics(blk.H)}
+        if blk.G is not None:
+            row.update(hessian_statistics(blk.G, "g_"))
+            row.update(hessian_statistics(blk.Hterm, "h_"))
+        row.update(state)
+        rows.append(row)
+    return rows
+
+
+def _check_ratios(radii) -> np.ndarray:
+    radii = np.asarray(default_radii() if radii is None else radii, dtype=float).ravel()
+    if radii.size == 0 or not np.all(np.isfinite(radii)) or np.any(radii <= 0):
+        raise ValueError("radii must be finite ratios r/r_ref > 0, e.g. radii=[0.5, 1, 2].")
+    return radii
+
+
+def _check_dims(dims, D: int) -> list[int]:
+    dims = sorted({int(k) for k in dims})
+    if not dims or dims[0] < 1 or dims[-1] > D:
+        raise ValueError(f"dims must be integers in [1, D={D}], got {dims}.")
+    return dims
+
+
+def radius_sweep(
+    model: nn.Module,
+    X,
+    y,
+    *,
+    radii=None,
+    dims=(10, 50, 100),
+    n_subspaces: int = 3,
+    reference: str = "xavier",
+    projection: str = "dense",
+    kind: str = "hyperplane",
+    loss: str = "cross_entropy",
+    gauss_newton: bool = True,
+    max_samples: int | None = 1000,
+    batch_size: int = 512,
+    dtype=torch.float64,
+    device=None,
+    random_state=0,
+    progress: bool = True,
+    done=None,
+    on_result=None,
+) -> pd.DataFrame:
+    """Curvature statistics on random subspaces at many radii (Fort & Scherlis, Fig. 3-5).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Architecture; its weights are redrawn with ``reference`` for every subspace.
+    X, y : arrays
+        Data; the first ``max_samples`` samples are used for the Hessian.
+    radii : array of float, optional
+        Ratios ``r / r_ref``; default Fort's grid ``log10(r^2/r_ref^2) = -4..4`` step 1/3.
+    dims : sequence of int
+        Subspace dimensions; nested, computed from one Hessian of size ``max(dims)``.
+    n_subspaces : int
+        Random (init direction, subspace) pairs per radius.
+    reference : {"xavier", "he", "lecun", "default"}
+    projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}
+    kind : {"hyperplane", "hypersphere"}
+    random_state : int, Generator or None
+    done : set of (subspace, radius_index), optional
+        Units to skip (resuming); ``on_result(rows)`` is called with each finished unit.
+
+    Returns
+    -------
+    pandas.DataFrame, one row per (subspace, radius, dim).
+
+    Examples
+    --------
+    >>> from goldisk.models import MLP
+    >>> from goldisk.datasets import load_digits
+    >>> ds = load_digits()
+    >>> df = radius_sweep(MLP(64, (16,), 10), ds.X, ds.y, radii=[0.1, 1.0], dims=(2, 4),
+    ...                   n_subspaces=1, max_samples=100, progress=False)
+    >>> df[["radius_ratio", "dim"]].values.tolist()
+    [[0.1, 2.0], [0.1, 4.0], [1.0, 2.0], [1.0, 4.0]]
+    """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
+    if int(n_subspaces) < 1:
+        raise ValueError(f"n_subspaces must be >= 1, got {n_subspaces}.")
+    radii = _check_ratios(radii)
+    layout = ParamLayout(model)
+    dims = _check_dims(dims, layout.D)
+    if max_samples is not None:
+        X, y = X[:max_samples], y[:max_samples]
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    r_ref = reference_radius(model, reference)
+    rng = check_random_state(random_state)
+    seeds = rng.integers(0, 2**62, size=(int(n_subspaces), 2))
+    done = set() if done is None else set(done)
+    units = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))]
+    todo = [u for u in units if u not in done]
+    bar = tqdm(total=len(todo), disable=not progress, desc="sweep", unit="point")
+    rows = []
+    net = __import__("copy").deepcopy(model).to(device=device, dtype=dtype)
+    for s in range(int(n_subspaces)):
+        pending = [i for i in range(len(radii)) if (s, i) not in done]
+        if not pending:
+            continue
+        init_weights_(net, reference, generator=torch.Generator().manual_seed(int(seeds[s, 0])))
+        w0 = parameter_vector(net)
+        P = make_projection(projection, layout.D, dims[-1], random_state=int(seeds[s, 1]),
+                            dtype=dtype, device=device)
+        for i in pending:
+            scale = float(radii[i]) * r_ref / float(w0.norm())
+            point = w0 * scale
+            res = subspace_hessian(net, X, y, P, point=point, kind=kind, loss=loss,
+                                   gauss_newton=gauss_newton, batch_size=batch_size,
+                                   dtype=dtype, device=device)
+            torch.nn.utils.vector_to_parameters(point, net.parameters())
+            state = model_state(net, X, y, loss=loss, batch_size=batch_size, dtype=dtype,
+                                device=device)
+            meta = {"subspace": s, "radius_index": i, "radius_ratio": float(radii[i]),
+                    "log10_r2_ratio": 2 * math.log10(float(radii[i])),
+                    "radius": float(radii[i]) * r_ref, "reference_radius": r_ref,
+                    "kind": kind, "projection": projection}
+            unit_rows = [{**meta, **r} for r in sweep_statistics(res, dims, state)]
+            rows.extend(unit_rows)
+            if on_result is not None:
+                on_result(unit_rows)
+            bar.update(1)
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def plot_sweep(df: pd.DataFrame, path=None, title: str | None = None):
+    """Fort's Figures 3-5 from a sweep table: trace ratio and fraction of positive
+    eigenvalues against radius (one-sigma bands over subspaces, one curve per d), and the
+    loss against radius on log-log axes. Returns the matplotlib Figure; saves to ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for k, grp in df.groupby("dim"):
+        stats = grp.groupby("log10_r2_ratio")[["trace_ratio", "frac_positive"]].agg(["mean", "std"])
+        x = stats.index.values
+        for ax, col in zip(axes[:2], ["trace_ratio", "frac_positive"], strict=True):
+            m, sd = stats[(col, "mean")].values, stats[(col, "std")].fillna(0).values
+            ax.plot(x, m, label=f"d = {k}")
+            ax.fill_between(x, m - sd, m + sd, alpha=0.25)
+    axes[0].set_ylabel(r"$\mathrm{Tr}(H)/\|H\|_F$ on the subspace")
+    axes[1].set_ylabel("fraction of positive eigenvalues")
+    axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
+    axes[0].axhline(0.0, color="gray", lw=0.8, ls=":")
+    for ax in axes[:2]:
+        ax.set_xlabel(r"$\log_{10}(r^2 / r_{\mathrm{ref}}^2)$")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.legend()
+    first = df[df["dim"] == df["dim"].min()]
+    loss = first.groupby("radius_ratio")["loss"].agg(["mean", "std"])
+    axes[2].errorbar(loss.index.values, loss["mean"], yerr=loss["std"].fillna(0), marker="o",
+                     ms=3)
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel(r"radius ratio $r / r_{\mathrm{ref}}$")
+    axes[2].set_ylabel("initial loss (cross-entropy, nats)")
+    axes[2].axvline(1.0, color="k", lw=0.8, ls="--")
+    fig.suptitle(title or "Goldilocks zone: curvature on random subspaces against radius")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -1,0 +1,184 @@
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from goldisk.datasets import (
+    Dataset,
+    load_dataset,
+    load_digits,
+    load_torchvision,
+    make_circles3,
+    to_tensors,
+)
+
+
+def test_digits():
+    ds = load_digits()
+    assert ds.X.shape == (1797, 64) and ds.X.dtype == np.float32
+    assert ds.y.dtype == np.int64 and ds.n_classes == 10 and set(ds.y) == set(range(10))
+    assert ds.image_shape == (1, 8, 8) and ds.name == "digits"
+    raw = load_digits(standardize=False).X
+    varying = raw.std(axis=0) > 0
+    assert not varying.all()  # digits has constant pixels: they must stay finite
+    assert np.isfinite(ds.X).all()
+    np.testing.assert_allclose(ds.X.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(ds.X.std(axis=0)[varying], 1, rtol=1e-4)
+    assert load_digits(image=True).X.shape == (1797, 1, 8, 8)
+
+
+def test_split_is_stratified():
+    train, test = load_digits().split(test_size=0.25, random_state=0)
+    assert len(train) + len(test) == 1797 and len(test) == 450
+    assert isinstance(train, Dataset) and train.n_classes == 10
+    freq = np.bincount(test.y) / len(test)
+    np.testing.assert_allclose(freq, np.bincount(train.y) / len(train), atol=0.01)
+
+
+def test_circles():
+    ds = make_circles3(1500, noise=0.05, random_state=0)
+    assert ds.X.shape == (1500, 2) and ds.X.dtype == np.float32 and ds.y.dtype == np.int64
+    assert ds.n_classes == 3 and np.bincount(ds.y).tolist() == [500, 500, 500]
+    radius = np.linalg.norm(ds.X, axis=1)
+    means = [radius[ds.y == k].mean() for k in range(3)]
+    np.testing.assert_allclose(means, [1, 2, 3], atol=0.02)
+    assert np.bincount(make_circles3(301).y).tolist() == [101, 100, 100]
+    a, b = make_circles3(90, random_state=1), make_circles3(90, random_state=1)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, make_circles3(90, random_state=2).X)
+    gen = np.random.default_rng(5)
+    assert make_circles3(30, random_state=gen).X.shape == (30, 2)
+
+
+def test_circles_does_not_use_global_rng():
+    state = np.random.get_state()[1].copy()  # noqa: NPY002
+    make_circles3(30, random_state=None)
+    np.testing.assert_array_equal(state, np.random.get_state()[1])  # noqa: NPY002
+
+
+def test_load_dataset_dispatch_and_tensors():
+    assert load_dataset("digits").X.shape == (1797, 64)
+    c = load_dataset("circles", random_state=3, n_samples=60)
+    np.testing.assert_array_equal(c.X, make_circles3(60, random_state=3).X)
+    X, y = to_tensors(c, dtype=torch.float64)
+    assert X.dtype == torch.float64 and y.dtype == torch.int64 and X.shape == (60, 2)
+    with pytest.raises(ValueError, match="valid names are digits, circles, mnist"):
+        load_dataset("imagenet")
+
+
+# --- torchvision loaders on tiny files written in torchvision's on-disk format ---------------
+
+
+def _write_idx(path, array, magic):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def _fake_mnist(root, folder, n_train=40, n_test=20, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = os.path.join(root, folder, "raw")
+    os.makedirs(raw)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        # torchvision 0.29 only checks that the four *uncompressed* raw files exist (no md5).
+        _write_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"), images, 2051)
+        _write_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte"), labels, 2049)
+        out[split] = (images, labels)
+    return out
+
+
+def _fake_cifar(root, n_per_batch=8, seed=0):
+    rng = np.random.default_rng(seed)
+    base = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(base)
+    out = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, size=n_per_batch).tolist())
+        with open(os.path.join(base, name), "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+        out[name] = (data, labels)
+    with open(os.path.join(base, "batches.meta"), "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    return out
+
+
+@pytest.fixture
+def skip_md5(monkeypatch):
+    # torchvision's CIFAR10 verifies the md5 of every batch (and of batches.meta) against the
+    # real files; our tiny fakes cannot match, so in this test only integrity means existence.
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+
+
+def _check_standardized(X, channels):
+    per_channel = X.reshape(len(X), channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+    np.testing.assert_allclose(per_channel.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(per_channel.std(axis=1), 1, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_mnist_like(tmp_path, name, folder):
+    raw = _fake_mnist(str(tmp_path), folder)
+    ds = load_torchvision(name, tmp_path)
+    assert ds.X.shape == (40, 784) and ds.X.dtype == np.float32
+    assert ds.image_shape == (1, 28, 28) and ds.n_classes == 10 and ds.name == name
+    np.testing.assert_array_equal(ds.y, raw["train"][1])
+    _check_standardized(ds.X, 1)
+    # standardization is affine in the raw pixels
+    pix = raw["train"][0].reshape(40, -1).astype(np.float64) / 255
+    expected = (pix - pix.mean()) / pix.std()
+    np.testing.assert_allclose(ds.X, expected, atol=1e-5)
+
+    test = load_dataset(name, root=str(tmp_path), train=False, flatten=False)
+    assert test.X.shape == (20, 1, 28, 28)
+    np.testing.assert_array_equal(test.y, raw["t10k"][1])
+    small = load_torchvision(name, tmp_path, max_samples=7)
+    assert small.X.shape == (7, 784)
+    np.testing.assert_array_equal(small.y, raw["train"][1][:7])
+    _check_standardized(small.X, 1)
+
+
+def test_cifar10(tmp_path, skip_md5):
+    raw = _fake_cifar(str(tmp_path))
+    ds = load_torchvision("cifar10", tmp_path, flatten=False)
+    assert ds.X.shape == (40, 3, 32, 32) and ds.image_shape == (3, 32, 32)
+    labels = sum((raw[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    np.testing.assert_array_equal(ds.y, labels)
+    assert ds.y.dtype == np.int64
+    _check_standardized(ds.X, 3)
+    # the channel-major layout matches CIFAR's own row layout (R plane, G plane, B plane)
+    first = raw["data_batch_1"][0][0].reshape(3, 1024).astype(np.float64)
+    flat = load_torchvision("cifar10", tmp_path).X[0].reshape(3, 1024)
+    np.testing.assert_allclose(np.corrcoef(first[1], flat[1])[0, 1], 1, atol=1e-6)
+
+    test = load_dataset("cifar10", root=tmp_path, train=False, max_samples=5)
+    assert test.X.shape == (5, 3072)
+    np.testing.assert_array_equal(test.y, raw["test_batch"][1][:5])
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_missing_data_gives_clear_error(tmp_path, name):
+    with pytest.raises(ValueError, match=r"no .* dataset.*download=True.*root"):
+        load_torchvision(name, tmp_path)
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match="root=.*nope"):
+        load_dataset(name, root=missing)
+    with pytest.raises(ValueError, match="root"):
+        load_dataset(name)
+    assert not missing.exists()
+
+
+def test_corrupted_cifar_is_a_value_error(tmp_path):
+    _fake_cifar(str(tmp_path))  # md5 check NOT bypassed: torchvision raises RuntimeError
+    with pytest.raises(ValueError, match="could not load cifar10"):
+        load_torchvision("cifar10", tmp_path)

@@ -1,0 +1,137 @@
+"""Every subspace-Hessian path against brute force: the full Hessian by
+torch.autograd.functional.hessian on the flattened parameters, projected by hand."""
+
+import pytest
+import torch
+from conftest import brute_force_gauss_newton, brute_force_hessian, tiny_problem
+
+from goldisk._flat import ParamLayout, parameter_vector
+from goldisk.curvature import subspace_hessian
+from goldisk.projections import make_projection
+
+RTOL = 1e-8
+
+
+def rel_err(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def dense_of(P):
+    return P.to_dense().double()
+
+
+def conv_problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Tanh(), torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(2 * 2 * 2, 3),
+    ).double()
+    X = torch.randn(12, 1, 4, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    return net, X, y
+
+
+PROBLEMS = {
+    "tanh-mlp": lambda: tiny_problem(0),
+    "relu-mlp": lambda: tiny_problem(1, act="relu", hidden=(6, 5)),
+    "bias-free-relu": lambda: tiny_problem(2, act="relu", bias=False),
+    "linear": lambda: tiny_problem(3, hidden=()),
+    "conv": lambda: conv_problem(4),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("kind", ["dense", "sparse", "sparse-li", "fastfood"])
+def test_hyperplane_hessian_matches_brute_force(problem, kind):
+    net, X, y = PROBLEMS[problem]()
+    D = ParamLayout(net).D
+    P = make_projection(kind, D, min(6, D), random_state=1)
+    res = subspace_hessian(net, X, y, P, batch_size=16)
+    M = dense_of(P)
+    H_ref = M.T @ brute_force_hessian(net, X, y) @ M
+    G_ref = M.T @ brute_force_gauss_newton(net, X, y) @ M
+    assert rel_err(res.H, H_ref) <= RTOL
+    assert rel_err(res.G, G_ref) <= RTOL
+    assert torch.allclose(res.Hterm, H_ref - G_ref, atol=1e-10 * float(H_ref.norm()))
+
+
+@pytest.mark.parametrize("problem", ["tanh-mlp", "conv"])
+def test_full_space_is_exact(problem):
+    net, X, y = PROBLEMS[problem]()
+    res = subspace_hessian(net, X, y, None)
+    assert rel_err(res.H, brute_force_hessian(net, X, y)) <= RTOL
+    assert rel_err(res.G, brute_force_gauss_newton(net, X, y)) <= RTOL
+    P = make_projection("identity", ParamLayout(net).D, ParamLayout(net).D)
+    assert rel_err(subspace_hessian(net, X, y, P).H, res.H) <= 1e-12
+
+
+def test_linear_model_has_zero_h_term():
+    net, X, y = tiny_problem(5, hidden=())
+    res = subspace_hessian(net, X, y, None)
+    assert float(res.Hterm.abs().max()) <= 1e-13 * float(res.H.abs().max())
+    assert float(res.H.norm()) > 0
+
+
+def test_mse_loss_matches_brute_force():
+    net, X, _ = tiny_problem(6)
+    target = torch.randn(len(X), 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    P = make_projection("dense", ParamLayout(net).D, 5, random_state=0)
+    res = subspace_hessian(net, X, target, P, loss="mse")
+    M = dense_of(P)
+    assert rel_err(res.H, M.T @ brute_force_hessian(net, X, target, "mse") @ M) <= RTOL
+    assert rel_err(res.G, M.T @ brute_force_gauss_newton(net, X, target, "mse") @ M) <= RTOL
+
+
+def test_hypersphere_hessian_matches_brute_force():
+    net, X, y = tiny_problem(7)
+    layout = ParamLayout(net)
+    w0 = parameter_vector(net)
+    P = make_projection("dense", layout.D, 4, random_state=2)
+    M = dense_of(P)
+
+    def f(theta):
+        v = w0 + M @ theta
+        w = v * (w0.norm() / v.norm())
+        z = layout.call(net, w, X)
+        return torch.nn.functional.cross_entropy(z, y)
+
+    H_ref = torch.autograd.functional.hessian(f, torch.zeros(4, dtype=torch.float64))
+    res = subspace_hessian(net, X, y, P, kind="hypersphere")
+    assert rel_err(res.H, H_ref) <= RTOL
+
+
+def test_batching_chunking_and_scales_do_not_change_the_result():
+    net, X, y = tiny_problem(8, n=50)
+    P = make_projection("dense", ParamLayout(net).D, 5, random_state=3)
+    full = subspace_hessian(net, X, y, P, batch_size=1000)
+    small = subspace_hessian(net, X, y, P, batch_size=7, chunk_size=2)
+    assert rel_err(small.H, full.H) <= 1e-12 and rel_err(small.G, full.G) <= 1e-12
+    w0 = parameter_vector(net)
+    both = subspace_hessian(net, X, y, P, scales=[0.5, 2.0])
+    for i, s in enumerate([0.5, 2.0]):
+        one = subspace_hessian(net, X, y, P, point=w0 * s)
+        assert rel_err(both.H[i], one.H) <= 1e-12
+        assert abs(float(both.loss[i] - one.loss)) <= 1e-12
+
+
+def test_nested_dimensions_are_leading_blocks():
+    net, X, y = tiny_problem(9)
+    P = make_projection("dense", ParamLayout(net).D, 6, random_state=4)
+    res = subspace_hessian(net, X, y, P)
+    M = dense_of(P)[:, :3]
+    H_ref = M.T @ brute_force_hessian(net, X, y) @ M
+    assert rel_err(res.block(3).H, H_ref) <= RTOL
+
+
+def test_loss_value_and_bad_input():
+    net, X, y = tiny_problem(10)
+    P = make_projection("dense", ParamLayout(net).D, 3, random_state=0)
+    res = subspace_hessian(net, X, y, P)
+    ref = float(torch.nn.functional.cross_entropy(net(X), y).detach())
+    assert abs(float(res.loss) - ref) < 1e-12
+    with pytest.raises(ValueError, match="kind"):
+        subspace_hessian(net, X, y, P, kind="torus")
+    with pytest.raises(ValueError, match="empty"):
+        subspace_hessian(net, X[:0], y[:0], P)
+    with pytest.raises(ValueError, match="projection maps to D"):
+        subspace_hessian(net, X, y, make_projection("dense", 10, 3, random_state=0))

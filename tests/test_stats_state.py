@@ -1,0 +1,81 @@
+"""Curvature statistics and model-state quantities against direct numpy computations."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from goldisk.curvature import hessian_statistics, model_state
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+square = st.integers(1, 12).map(lambda n: (n, n))
+
+
+@given(arrays(np.float64, square, elements=finite))
+def test_statistics_match_numpy_and_bounds(a):
+    H = (a + a.T) / 2
+    frob = np.linalg.norm(H)
+    if frob == 0:
+        return
+    s = hessian_statistics(torch.from_numpy(a))
+    eig = np.linalg.eigvalsh(H)
+    d = H.shape[0]
+    assert s["trace"] == pytest.approx(np.trace(H), abs=1e-9 * (1 + frob))
+    assert s["frobenius"] == pytest.approx(frob, rel=1e-12)
+    assert -math.sqrt(d) - 1e-9 <= s["trace_ratio"] <= math.sqrt(d) + 1e-9
+    tol = d * np.finfo(np.float64).eps * np.abs(eig).max()
+    clear = np.abs(eig) > 10 * tol  # eigenvalues near round-off may go either way
+    assert (eig > 10 * tol).sum() / d <= s["frac_positive"] <= ((eig > 0) | ~clear).sum() / d
+    assert s["eig_min"] == pytest.approx(eig[0], abs=1e-9 * (1 + frob))
+
+
+@given(arrays(np.float64, (5, 5), elements=finite), st.floats(1e-3, 1e3))
+def test_trace_ratio_is_scale_invariant(a, c):
+    H = torch.from_numpy(a + a.T)
+    if float(H.norm()) == 0:
+        return
+    s1, s2 = hessian_statistics(H), hessian_statistics(c * H)
+    assert s1["trace_ratio"] == pytest.approx(s2["trace_ratio"], rel=1e-9, abs=1e-12)
+    assert s1["frac_positive"] == s2["frac_positive"]
+
+
+def test_zero_matrix_gives_nan_ratio_with_warning():
+    with pytest.warns(RuntimeWarning, match=r"\|\|H\|\|_F = 0"):
+        s = hessian_statistics(torch.zeros(3, 3))
+    assert math.isnan(s["trace_ratio"]) and s["trace"] == 0.0
+
+
+def test_prefix():
+    assert set(hessian_statistics(torch.eye(2), "g_")) == {
+        "g_trace", "g_frobenius", "g_trace_ratio", "g_frac_positive", "g_eig_min", "g_eig_max"}
+
+
+def test_model_state_against_manual():
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    X = torch.randn(50, 4, generator=gen)
+    y = torch.randint(0, 3, (50,), generator=gen)
+    s = model_state(net, X, y, batch_size=16)
+    z = net.double()(X.double()).detach()
+    p = torch.softmax(z, -1)
+    onehot = torch.nn.functional.one_hot(y, 3).double()
+    assert s["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(z, y)), rel=1e-12)
+    assert s["accuracy"] == pytest.approx(float((z.argmax(1) == y).double().mean()))
+    assert s["confidence"] == pytest.approx(float(p.max(1).values.mean()), rel=1e-12)
+    assert s["entropy"] == pytest.approx(float(-(p * p.log()).sum(1).mean()), rel=1e-12)
+    assert s["logit_grad_norm"] == pytest.approx(float((p - onehot).norm(dim=1).mean()), rel=1e-12)
+    assert s["zero_logit_frac"] == pytest.approx(float((z == 0).double().mean()))
+
+
+def test_model_state_saturated_logits_are_finite():
+    net = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        net.weight.mul_(1e6)
+    s = model_state(net, torch.randn(20, 2), torch.arange(20) % 3)
+    assert all(math.isfinite(v) for v in s.values())

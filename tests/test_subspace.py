@@ -1,0 +1,98 @@
+"""SubspaceModule: only theta trains, hyperplanes move by P theta, hyperspheres keep |w|."""
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+
+from goldisk import SubspaceModule, radius
+from goldisk._flat import parameter_vector
+from goldisk.models import MLP
+from goldisk.projections import make_projection
+
+
+def make(kind="hyperplane", proj="dense", d=5, seed=0):
+    torch.manual_seed(0)  # nn.Linear's own default init; the test's choice, not goldisk's
+    net = MLP(6, (7,), 3).double()
+    D = sum(p.numel() for p in net.parameters())
+    return net, SubspaceModule(net, make_projection(proj, D, d, random_state=seed), kind=kind)
+
+
+def test_only_theta_is_a_parameter_and_start_is_w0():
+    net, sub = make()
+    assert [n for n, _ in sub.named_parameters()] == ["theta"]
+    x = torch.randn(4, 6, dtype=torch.float64)
+    assert torch.allclose(sub(x), net(x))
+    assert all(p.requires_grad for p in net.parameters())  # caller's module untouched
+
+
+@pytest.mark.parametrize("proj", ["dense", "sparse", "fastfood"])
+def test_hyperplane_point_is_w0_plus_P_theta(proj):
+    net, sub = make(proj=proj)
+    with torch.no_grad():
+        sub.theta.copy_(torch.linspace(-1, 1, sub.d, dtype=torch.float64))
+    M = sub.projection.to_dense()
+    assert torch.allclose(sub.point(), parameter_vector(net) + M @ sub.theta, atol=1e-12)
+    mat = sub.materialize()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    assert torch.allclose(mat(x), sub(x))
+
+
+def test_hypersphere_keeps_radius_during_adam_training():
+    net, sub = make("hypersphere")
+    r0 = radius(net)
+    opt = torch.optim.Adam(sub.parameters(), lr=0.1)
+    x, y = torch.randn(32, 6, dtype=torch.float64), torch.arange(32) % 3
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(sub(x), y)
+        first = float(loss) if first is None else first
+        loss.backward()
+        opt.step()
+        assert sub.radius() == pytest.approx(r0, rel=1e-12)
+    assert float(loss) < first
+    assert float(sub.theta.norm()) > 0.1
+
+
+def test_gradient_flows_only_to_theta_and_equals_P_transpose_grad():
+    net, sub = make()
+    x, y = torch.randn(10, 6, dtype=torch.float64), torch.arange(10) % 3
+    torch.nn.functional.cross_entropy(sub(x), y).backward()
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    g = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    assert torch.allclose(sub.theta.grad, sub.projection.to_dense().T @ g, atol=1e-12)
+
+
+@pytest.mark.parametrize("proj", ["dense", "sparse", "fastfood"])
+def test_state_dict_deepcopy_pickle_round_trips(proj):
+    net, sub = make("hypersphere", proj=proj)
+    with torch.no_grad():
+        sub.theta.add_(0.3)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    ref = sub(x)
+    assert torch.allclose(copy.deepcopy(sub)(x), ref)
+    assert torch.allclose(pickle.loads(pickle.dumps(sub))(x), ref)
+    _, other = make("hypersphere", proj=proj, seed=1)
+    buf = io.BytesIO()
+    torch.save(sub.state_dict(), buf)
+    buf.seek(0)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert torch.allclose(other(x), ref)
+    assert torch.allclose(sub.float()(x.float()), ref.float(), atol=1e-5)
+
+
+def test_bad_input():
+    net = MLP(6, (7,), 3)
+    with pytest.raises(ValueError, match="kind"):
+        SubspaceModule(net, make_projection("dense", 73, 2, random_state=0), kind="cube")
+    with pytest.raises(ValueError, match="D=10"):
+        SubspaceModule(net, make_projection("dense", 10, 2, random_state=0))
+    zero = MLP(6, (7,), 3)
+    for p in zero.parameters():
+        torch.nn.init.zeros_(p)
+    with pytest.raises(ValueError, match="radius 0"):
+        SubspaceModule(zero, make_projection("dense", 73, 2, random_state=0), kind="hypersphere")
