@@ -1,10 +1,18 @@
 """Curvature of the loss: exact subspace Hessians, Gauss-Newton split, Hutchinson, state."""
 
+import warnings
+
 from ._hessian import CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._state import model_state
 from ._stats import STATISTICS, hessian_statistics
+
+# torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
+# use, which warns on recent torch; the warning is about torch internals, not user code.
+warnings.filterwarnings(
+    "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+)
 
 __all__ = [
     "CurvatureResult",

@@ -25,9 +25,10 @@ def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
     Returns ``trace``, ``frobenius`` (``||H||_F``), ``trace_ratio``
     (``Tr(H)/||H||_F``, in ``[-sqrt(d), sqrt(d)]``), ``frac_positive`` (fraction of
     eigenvalues above round-off, ``lambda > d * eps * max|lambda|``, so that the exact
-    zeros of a rank-deficient matrix such as ``G`` are not counted by their noise), ``eig_min`` and ``eig_max``; keys get ``prefix``. ``H`` is
-    symmetrized and its eigenvalues come from ``eigvalsh`` in float64. When
-    ``||H||_F == 0`` the ratio is NaN, with a warning saying why.
+    zeros of a rank-deficient matrix such as ``G`` are not counted by their noise),
+    ``eig_min`` and ``eig_max``; keys get ``prefix``. ``H`` is symmetrized and its
+    eigenvalues come from ``eigvalsh`` in float64. When ``||H||_F == 0`` the ratio is NaN,
+    with a warning saying why.
 
     Examples
     --------

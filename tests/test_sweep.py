@@ -1,0 +1,113 @@
+"""The radius sweep (library and `goldisk sweep`) against direct engine calls."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from goldisk._flat import parameter_vector
+from goldisk.cli import main
+from goldisk.curvature import hessian_statistics, subspace_hessian
+from goldisk.datasets import load_digits
+from goldisk.models import MLP, init_weights_
+from goldisk.projections import make_projection
+from goldisk.sweep import default_radii, radius_sweep
+
+TINY = ["--radii", "0.1,1,10", "--dims", "2,4", "--n-subspaces", "2", "--hessian-samples",
+        "60", "--hidden", "8", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_default_grid_is_forts():
+    r = default_radii()
+    assert len(r) == 25
+    assert np.allclose(np.log10(r**2), np.linspace(-4, 4, 25))
+
+
+def test_rows_equal_direct_engine_calls(digits):
+    X, y = digits.X[:80], digits.y[:80]
+    model = MLP(64, (8,), 10)
+    df = radius_sweep(model, X, y, radii=[0.5, 2.0], dims=(3, 5), n_subspaces=1,
+                      max_samples=None, random_state=4, progress=False)
+    assert len(df) == 4 and set(df["dim"]) == {3, 5}
+    # rebuild subspace 0 by hand from the same seeds
+    seeds = np.random.default_rng(4).integers(0, 2**62, size=(1, 2))
+    net = MLP(64, (8,), 10).double()
+    init_weights_(net, "xavier", generator=torch.Generator().manual_seed(int(seeds[0, 0])))
+    w0 = parameter_vector(net)
+    P = make_projection("dense", w0.numel(), 5, random_state=int(seeds[0, 1]))
+    r_ref = df["reference_radius"].iloc[0]
+    for _, row in df.iterrows():
+        point = w0 * (row["radius_ratio"] * r_ref / float(w0.norm()))
+        assert float(point.norm()) == pytest.approx(row["radius"], rel=1e-12)
+        res = subspace_hessian(net, X, y, P, point=point).block(int(row["dim"]))
+        ref = hessian_statistics(res.H)
+        for key in ("trace", "frobenius", "trace_ratio", "frac_positive"):
+            assert row[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-15)
+        assert row["g_trace"] + row["h_trace"] == pytest.approx(row["trace"], rel=1e-9)
+        assert row["loss"] == pytest.approx(float(res.loss), rel=1e-12)
+
+
+def test_bad_arguments(digits):
+    model = MLP(64, (8,), 10)
+    with pytest.raises(ValueError, match="radii"):
+        radius_sweep(model, digits.X, digits.y, radii=[-1.0], progress=False)
+    with pytest.raises(ValueError, match="dims"):
+        radius_sweep(model, digits.X, digits.y, dims=(0, 3), progress=False)
+    with pytest.raises(ValueError, match="reference"):
+        radius_sweep(model, digits.X, digits.y, reference="nope", progress=False)
+    with pytest.raises(ValueError, match="n_subspaces"):
+        radius_sweep(model, digits.X, digits.y, n_subspaces=0, progress=False)
+
+
+def test_cli_writes_csv_png_and_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(["sweep", "--out", str(out), *TINY]) == 0
+    df = pd.read_csv(out / "sweep.csv")
+    assert len(df) == 3 * 2 * 2
+    for col in ("radius_ratio", "dim", "trace_ratio", "frac_positive", "loss", "g_trace",
+                "h_trace", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac"):
+        assert col in df.columns
+    assert (out / "sweep.png").stat().st_size > 10_000
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["environment"]["torch"] == torch.__version__ and cfg["rows"] == 12
+    assert all(-math.sqrt(k) <= t <= math.sqrt(k) for k, t in zip(df["dim"], df["trace_ratio"],
+                                                                   strict=True))
+
+
+def test_cli_refuses_existing_output_and_resumes_exactly(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sweep", "--out", str(out), *TINY]) == 0
+    full = pd.read_csv(out / "sweep.csv")
+    assert main(["sweep", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "--force" in err[0]
+    # simulate a kill: keep 5 rows (2 complete units + half a unit) and a torn last line
+    lines = (out / "sweep.csv").read_text().splitlines(keepends=True)
+    (out / "sweep.csv").write_text("".join(lines[:6]) + lines[6][:20])
+    assert main(["sweep", "--out", str(out), "--resume", *TINY]) == 0
+    resumed = pd.read_csv(out / "sweep.csv")
+    pd.testing.assert_frame_equal(resumed, full)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--dims", "a,b"], "--dims"),
+    (["--radii", "x"], "--radii"),
+    (["--n-subspaces", "0"], "--n-subspaces"),
+    (["--dataset", "mnist"], "--data-root"),
+    (["--data-root", "/nonexistent/x", "--dataset", "mnist"], "--data-root"),
+    (["--model", "resnet1000"], "--model"),
+    (["--force", "--resume"], "--force"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
+    code = main(["sweep", "--out", str(tmp_path / "o"), "--no-progress", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0]
+    assert not (tmp_path / "o" / "sweep.csv").exists()
