@@ -9,11 +9,14 @@ dimensions come from one computation per (subspace, radius).
 
 from __future__ import annotations
 
+import copy
 import math
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -79,6 +82,7 @@ def radius_sweep(
     dtype=torch.float64,
     device=None,
     random_state=0,
+    n_jobs: int | None = None,
     progress: bool = True,
     done=None,
     on_result=None,
@@ -101,6 +105,11 @@ def radius_sweep(
     projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}
     kind : {"hyperplane", "hypersphere"}
     random_state : int, Generator or None
+    n_jobs : int, optional
+        Points computed in parallel through joblib (``None``: one process, or what an
+        enclosing ``joblib.parallel_config`` says). Use
+        ``joblib.parallel_config(backend="dask")`` or Ray's joblib backend to run the
+        sweep on a cluster; the numbers do not depend on the backend.
     done : set of (subspace, radius_index), optional
         Units to skip (resuming); ``on_result(rows)`` is called with each finished unit.
 
@@ -127,44 +136,88 @@ def radius_sweep(
     dims = _check_dims(dims, layout.D)
     if max_samples is not None:
         X, y = X[:max_samples], y[:max_samples]
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    r_ref = reference_radius(model, reference)
-    rng = check_random_state(random_state)
-    seeds = rng.integers(0, 2**62, size=(int(n_subspaces), 2))
+    cfg = {"dims": dims, "reference": reference, "projection": projection, "kind": kind,
+           "loss": loss, "gauss_newton": gauss_newton, "batch_size": batch_size,
+           "dtype": dtype, "device": str(device) if device is not None else "cpu",
+           "r_ref": reference_radius(model, reference)}
+    seeds = check_random_state(random_state).integers(0, 2**62, size=(int(n_subspaces), 2))
     done = set() if done is None else set(done)
-    units = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))]
-    todo = [u for u in units if u not in done]
+    todo = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))
+            if (s, i) not in done]
     bar = tqdm(total=len(todo), disable=not progress, desc="sweep", unit="point")
+    jobs = [
+        delayed(_sweep_unit)(model, X, y, s, i, float(radii[i]), tuple(map(int, seeds[s])), cfg)
+        for s, i in todo
+    ]
     rows = []
-    net = __import__("copy").deepcopy(model).to(device=device, dtype=dtype)
-    for s in range(int(n_subspaces)):
-        pending = [i for i in range(len(radii)) if (s, i) not in done]
-        if not pending:
-            continue
-        init_weights_(net, reference, generator=torch.Generator().manual_seed(int(seeds[s, 0])))
-        w0 = parameter_vector(net)
-        P = make_projection(projection, layout.D, dims[-1], random_state=int(seeds[s, 1]),
-                            dtype=dtype, device=device)
-        for i in pending:
-            scale = float(radii[i]) * r_ref / float(w0.norm())
-            point = w0 * scale
-            res = subspace_hessian(net, X, y, P, point=point, kind=kind, loss=loss,
-                                   gauss_newton=gauss_newton, batch_size=batch_size,
-                                   dtype=dtype, device=device)
-            torch.nn.utils.vector_to_parameters(point, net.parameters())
-            state = model_state(net, X, y, loss=loss, batch_size=batch_size, dtype=dtype,
-                                device=device)
-            meta = {"subspace": s, "radius_index": i, "radius_ratio": float(radii[i]),
-                    "log10_r2_ratio": 2 * math.log10(float(radii[i])),
-                    "radius": float(radii[i]) * r_ref, "reference_radius": r_ref,
-                    "kind": kind, "projection": projection}
-            unit_rows = [{**meta, **r} for r in sweep_statistics(res, dims, state)]
-            rows.extend(unit_rows)
-            if on_result is not None:
-                on_result(unit_rows)
-            bar.update(1)
+    for unit_rows in _results_as_they_come(jobs, n_jobs):
+        rows.extend(unit_rows)
+        if on_result is not None:
+            on_result(unit_rows)
+        bar.update(1)
     bar.close()
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["subspace", "radius_index", "dim"], ignore_index=True)
+    return df
+
+
+def _results_as_they_come(jobs, n_jobs):
+    """Yield job results as they finish, on whatever joblib backend is active."""
+    for return_as in ("generator_unordered", "generator", "list"):
+        try:
+            results = Parallel(n_jobs=n_jobs, return_as=return_as)(jobs)
+        except ValueError as exc:  # the backend cannot stream results this way
+            if "return_as" not in str(exc):
+                raise
+            continue
+        yield from results
+        return
+
+
+@lru_cache(maxsize=4)
+def _subspace_origin(model_key, seeds, reference, projection, d, dtype, device):
+    """Init direction ``w0`` and projection ``P`` of one subspace index (cached per process)."""
+    model = model_key.model
+    net = copy.deepcopy(model).to(device=device, dtype=dtype)
+    init_weights_(net, reference, generator=torch.Generator().manual_seed(seeds[0]))
+    P = make_projection(projection, ParamLayout(net).D, d, random_state=seeds[1], dtype=dtype,
+                        device=device)
+    return net, parameter_vector(net), P
+
+
+class _Key:
+    """Hashable by identity of the model's architecture string and parameter count."""
+
+    def __init__(self, model):
+        self.model = model
+        self.key = (repr(model), ParamLayout(model).D)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return self.key == other.key
+
+
+def _sweep_unit(model, X, y, s, i, ratio, seeds, cfg) -> list[dict]:
+    """Rows of one (subspace, radius) point: the Hessian at ``ratio * r_ref`` on subspace s."""
+    dtype, device = cfg["dtype"], torch.device(cfg["device"])
+    net, w0, P = _subspace_origin(_Key(model), seeds, cfg["reference"], cfg["projection"],
+                                  cfg["dims"][-1], dtype, device)
+    point = w0 * (ratio * cfg["r_ref"] / float(w0.norm()))
+    res = subspace_hessian(net, X, y, P, point=point, kind=cfg["kind"], loss=cfg["loss"],
+                           gauss_newton=cfg["gauss_newton"], batch_size=cfg["batch_size"],
+                           dtype=dtype, device=device)
+    at_point = copy.deepcopy(net)
+    torch.nn.utils.vector_to_parameters(point, at_point.parameters())
+    state = model_state(at_point, X, y, loss=cfg["loss"], batch_size=cfg["batch_size"],
+                        dtype=dtype, device=device)
+    meta = {"subspace": s, "radius_index": i, "radius_ratio": ratio,
+            "log10_r2_ratio": 2 * math.log10(ratio), "radius": ratio * cfg["r_ref"],
+            "reference_radius": cfg["r_ref"], "kind": cfg["kind"],
+            "projection": cfg["projection"]}
+    return [{**meta, **r} for r in sweep_statistics(res, cfg["dims"], state)]
 
 
 def plot_sweep(df: pd.DataFrame, path=None, title: str | None = None):

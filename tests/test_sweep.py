@@ -105,6 +105,8 @@ def test_cli_refuses_existing_output_and_resumes_exactly(tmp_path, capsys):
     (["--data-root", "/nonexistent/x", "--dataset", "mnist"], "--data-root"),
     (["--model", "resnet1000"], "--model"),
     (["--force", "--resume"], "--force"),
+    (["--n-jobs", "0"], "--n-jobs"),
+    (["--scheduler", "tcp://x:1"], "--scheduler"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
     code = main(["sweep", "--out", str(tmp_path / "o"), "--no-progress", *argv])

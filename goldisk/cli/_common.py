@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +22,9 @@ __all__ = [
     "load_data",
     "parse_floats",
     "parse_ints",
+    "add_backend_arguments",
+    "parallel_backend",
+    "check_backend_arguments",
 ]
 
 DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
@@ -144,3 +148,71 @@ def load_data(args):
             raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
         ds.X, ds.y = ds.X[: args.max_samples], ds.y[: args.max_samples]
     return ds
+
+
+def add_backend_arguments(p) -> None:
+    p.add_argument("--n-jobs", type=int, default=1,
+                   help="points computed in parallel (default: %(default)s; -1: all cores)")
+    p.add_argument("--backend", default="loky", choices=("loky", "dask", "ray"),
+                   help="joblib backend for --n-jobs (default: %(default)s)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running cluster: a dask scheduler (tcp://host:8786) "
+                        "or a ray head (host:6379 or 'auto'); default: start a local one")
+
+
+def check_backend_arguments(args) -> None:
+    """Validate --n-jobs/--backend/--scheduler before anything is written."""
+    if args.n_jobs == 0 or args.n_jobs < -1:
+        raise CLIError(f"--n-jobs must be >= 1 or -1, got {args.n_jobs}")
+    if args.backend == "loky" and args.scheduler:
+        raise CLIError("--scheduler needs --backend dask or --backend ray")
+
+
+@contextlib.contextmanager
+def parallel_backend(args):
+    """Run the enclosed joblib work on ``--backend`` (connecting to ``--scheduler``)."""
+    import joblib
+
+    check_backend_arguments(args)
+    if args.backend == "loky":
+        with joblib.parallel_config(backend="loky"):
+            yield
+        return
+    if args.backend == "dask":
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise CLIError("--backend dask needs dask.distributed: pip install "
+                           "'goldisk[distributed]'") from None
+        if args.scheduler:
+            client, cluster = Client(args.scheduler), None
+        else:
+            workers = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        try:
+            with joblib.parallel_config(backend="dask"):
+                yield
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise CLIError("--backend ray needs ray: pip install 'goldisk[distributed]'") from None
+    register_ray()
+    if args.scheduler:
+        ray.init(address=args.scheduler, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        workers = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
+        ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True,
+                 log_to_driver=False)
+    try:
+        with joblib.parallel_config(backend="ray"):
+            yield
+    finally:
+        ray.shutdown()

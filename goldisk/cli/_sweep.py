@@ -8,10 +8,13 @@ import pandas as pd
 
 from ._common import (
     CLIError,
+    add_backend_arguments,
     add_common_arguments,
     append_rows,
+    check_backend_arguments,
     environment,
     load_data,
+    parallel_backend,
     parse_floats,
     parse_ints,
     write_json,
@@ -41,6 +44,7 @@ def add_parser(sub) -> None:
                    help="samples in the Hessian's mean loss (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--float32", action="store_true", help="float32 instead of float64")
+    add_backend_arguments(p)
 
 
 def _resume_rows(csv_path, n_dims: int) -> tuple[pd.DataFrame, set]:
@@ -76,6 +80,7 @@ def run(args) -> int:
         raise CLIError(f"--hessian-samples must be >= 1, got {args.hessian_samples}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+    check_backend_arguments(args)
     ds = load_data(args)
     kwargs = {"activation": args.activation, "bias": not args.no_bias}
     if args.model == "mlp":
@@ -111,12 +116,13 @@ def run(args) -> int:
         append_rows(csv_path, rows, columns)
 
     start = time.perf_counter()
-    radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
-                 reference=args.reference, projection=args.projection, kind=args.kind,
-                 max_samples=args.hessian_samples, batch_size=args.batch_size,
-                 dtype=torch.float32 if args.float32 else torch.float64, device=args.device,
-                 random_state=args.seed, progress=not args.no_progress, done=done,
-                 on_result=save)
+    with parallel_backend(args):
+        radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
+                     reference=args.reference, projection=args.projection, kind=args.kind,
+                     max_samples=args.hessian_samples, batch_size=args.batch_size,
+                     dtype=torch.float32 if args.float32 else torch.float64,
+                     device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
+                     progress=not args.no_progress, done=done, on_result=save)
     elapsed = time.perf_counter() - start
     df = pd.read_csv(csv_path).sort_values(["subspace", "radius_index", "dim"])
     df.to_csv(csv_path.with_suffix(".csv.tmp"), index=False)
