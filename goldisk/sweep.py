@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from ._flat import ParamLayout, parameter_vector
 from ._radius import REFERENCES, reference_radius
 from ._rng import check_random_state
-from .curvature import hessian_statistics, model_state, subspace_hessian
+from .curvature import model_state, subspace_hessian
+from .curvature._stats import batch_statistics, warn_statistics
 from .models import init_weights_
 from .projections import make_projection
 
@@ -36,17 +37,29 @@ def default_radii(lo: float = -4.0, hi: float = 4.0, step: float = 1 / 3) -> np.
     return 10.0 ** (np.linspace(lo, hi, n) / 2.0)
 
 
-def sweep_statistics(res, dims, state: dict) -> list[dict]:
-    """Rows of curvature statistics (H, G, H-term) for each nested dimension in ``dims``."""
-    rows = []
+def sweep_statistics(res, dims, states: list[dict]) -> list[dict]:
+    """Rows of curvature statistics (H, G, H-term) per point and nested dimension.
+
+    ``res`` holds a stack of Hessians (n, d, d) and ``states`` one model-state dict per
+    point; rows come point by point, then dimension by dimension.
+    """
+    H = res.H.reshape(-1, *res.H.shape[-2:])
+    G = None if res.G is None else res.G.reshape(H.shape)
+    n = H.shape[0]
+    per_dim = {}
     for k in dims:
-        blk = res.block(k)
-        row = {"dim": k, **hessian_statistics(blk.H)}
-        if blk.G is not None:
-            row.update(hessian_statistics(blk.G, "g_"))
-            row.update(hessian_statistics(blk.Hterm, "h_"))
-        row.update(state)
-        rows.append(row)
+        stats = {k2: v for k2, v in batch_statistics(H[:, :k, :k]).items()}
+        if G is not None:
+            g, h = G[:, :k, :k], (H - G)[:, :k, :k]
+            stats.update({"g_" + k2: v for k2, v in batch_statistics(g).items()})
+            stats.update({"h_" + k2: v for k2, v in batch_statistics(h).items()})
+        per_dim[k] = stats
+    rows = []
+    for j in range(n):
+        for k in dims:
+            row = {"dim": k, **{key: float(v[j]) for key, v in per_dim[k].items()}}
+            warn_statistics(row)
+            rows.append({**row, **states[j]})
     return rows
 
 
@@ -83,6 +96,7 @@ def radius_sweep(
     device=None,
     random_state=0,
     n_jobs: int | None = None,
+    radius_batch: int | None = None,
     progress: bool = True,
     done=None,
     on_result=None,
@@ -110,6 +124,9 @@ def radius_sweep(
         enclosing ``joblib.parallel_config`` says). Use
         ``joblib.parallel_config(backend="dask")`` or Ray's joblib backend to run the
         sweep on a cluster; the numbers do not depend on the backend.
+    radius_batch : int, optional
+        Radii of one subspace evaluated together in one vectorized call (and written
+        together); default 1 on CPU and all radii on a GPU.
     done : set of (subspace, radius_index), optional
         Units to skip (resuming); ``on_result(rows)`` is called with each finished unit.
 
@@ -144,17 +161,24 @@ def radius_sweep(
     done = set() if done is None else set(done)
     todo = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))
             if (s, i) not in done]
+    if radius_batch is None:  # a GPU evaluates all radii of a subspace in one vectorized pass
+        radius_batch = len(radii) if cfg["device"].startswith("cuda") else 1
+    tasks = []
+    for s in range(int(n_subspaces)):
+        idx = [i for (t, i) in todo if t == s]
+        tasks += [(s, idx[k : k + radius_batch]) for k in range(0, len(idx), radius_batch)]
     bar = tqdm(total=len(todo), disable=not progress, desc="sweep", unit="point")
     jobs = [
-        delayed(_sweep_unit)(model, X, y, s, i, float(radii[i]), tuple(map(int, seeds[s])), cfg)
-        for s, i in todo
+        delayed(_sweep_task)(model, X, y, s, idx, [float(radii[i]) for i in idx],
+                             tuple(map(int, seeds[s])), cfg)
+        for s, idx in tasks
     ]
     rows = []
-    for unit_rows in _results_as_they_come(jobs, n_jobs):
-        rows.extend(unit_rows)
+    for task_rows in _results_as_they_come(jobs, n_jobs):
+        rows.extend(task_rows)
         if on_result is not None:
-            on_result(unit_rows)
-        bar.update(1)
+            on_result(task_rows)
+        bar.update(len(task_rows) // len(dims))
     bar.close()
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -200,24 +224,30 @@ class _Key:
         return self.key == other.key
 
 
-def _sweep_unit(model, X, y, s, i, ratio, seeds, cfg) -> list[dict]:
-    """Rows of one (subspace, radius) point: the Hessian at ``ratio * r_ref`` on subspace s."""
+def _sweep_task(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
+    """Rows of subspace ``s`` at the radii ``ratios * r_ref`` (one vectorized Hessian call)."""
     dtype, device = cfg["dtype"], torch.device(cfg["device"])
     net, w0, P = _subspace_origin(_Key(model), seeds, cfg["reference"], cfg["projection"],
                                   cfg["dims"][-1], dtype, device)
-    point = w0 * (ratio * cfg["r_ref"] / float(w0.norm()))
-    res = subspace_hessian(net, X, y, P, point=point, kind=cfg["kind"], loss=cfg["loss"],
-                           gauss_newton=cfg["gauss_newton"], batch_size=cfg["batch_size"],
-                           dtype=dtype, device=device)
+    scales = [ratio * cfg["r_ref"] / float(w0.norm()) for ratio in ratios]
+    res = subspace_hessian(net, X, y, P, point=w0, scales=scales, kind=cfg["kind"],
+                           loss=cfg["loss"], gauss_newton=cfg["gauss_newton"],
+                           batch_size=cfg["batch_size"], dtype=dtype, device=device)
     at_point = copy.deepcopy(net)
-    torch.nn.utils.vector_to_parameters(point, at_point.parameters())
-    state = model_state(at_point, X, y, loss=cfg["loss"], batch_size=cfg["batch_size"],
-                        dtype=dtype, device=device)
-    meta = {"subspace": s, "radius_index": i, "radius_ratio": ratio,
-            "log10_r2_ratio": 2 * math.log10(ratio), "radius": ratio * cfg["r_ref"],
-            "reference_radius": cfg["r_ref"], "kind": cfg["kind"],
-            "projection": cfg["projection"]}
-    return [{**meta, **r} for r in sweep_statistics(res, cfg["dims"], state)]
+    states = []
+    for scale in scales:
+        torch.nn.utils.vector_to_parameters(w0 * scale, at_point.parameters())
+        states.append(model_state(at_point, X, y, loss=cfg["loss"],
+                                  batch_size=cfg["batch_size"], dtype=dtype, device=device))
+    stats = sweep_statistics(res, cfg["dims"], states)
+    rows, nd = [], len(cfg["dims"])
+    for j, (i, ratio) in enumerate(zip(indices, ratios, strict=True)):
+        meta = {"subspace": s, "radius_index": i, "radius_ratio": ratio,
+                "log10_r2_ratio": 2 * math.log10(ratio), "radius": ratio * cfg["r_ref"],
+                "reference_radius": cfg["r_ref"], "kind": cfg["kind"],
+                "projection": cfg["projection"]}
+        rows += [{**meta, **r} for r in stats[j * nd : (j + 1) * nd]]
+    return rows
 
 
 def plot_sweep(df: pd.DataFrame, path=None, title: str | None = None):

@@ -107,11 +107,15 @@ def test_batching_chunking_and_scales_do_not_change_the_result():
     small = subspace_hessian(net, X, y, P, batch_size=7, chunk_size=2)
     assert rel_err(small.H, full.H) <= 1e-12 and rel_err(small.G, full.G) <= 1e-12
     w0 = parameter_vector(net)
-    both = subspace_hessian(net, X, y, P, scales=[0.5, 2.0])
-    for i, s in enumerate([0.5, 2.0]):
+    looped = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=1)
+    vectorized = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=2,
+                                  batch_size=20)
+    for i, s in enumerate([0.5, 2.0, 3.0]):
         one = subspace_hessian(net, X, y, P, point=w0 * s)
-        assert rel_err(both.H[i], one.H) <= 1e-12
-        assert abs(float(both.loss[i] - one.loss)) <= 1e-12
+        for both in (looped, vectorized):
+            assert rel_err(both.H[i], one.H) <= 1e-12
+            assert rel_err(both.G[i], one.G) <= 1e-12
+            assert abs(float(both.loss[i] - one.loss)) <= 1e-12
 
 
 def test_nested_dimensions_are_leading_blocks():

@@ -113,3 +113,11 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and words in err[0]
     assert not (tmp_path / "o" / "sweep.csv").exists()
+
+
+def test_vectorized_radii_equal_one_at_a_time(digits):
+    kw = dict(radii=[0.3, 1.0, 3.0], dims=(2, 3), n_subspaces=2, max_samples=50,
+              progress=False, random_state=1)
+    a = radius_sweep(MLP(64, (6,), 10), digits.X, digits.y, radius_batch=1, **kw)
+    b = radius_sweep(MLP(64, (6,), 10), digits.X, digits.y, radius_batch=3, **kw)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10)

@@ -6,7 +6,7 @@ from ._hessian import CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._state import model_state
-from ._stats import STATISTICS, hessian_statistics
+from ._stats import STATISTICS, batch_statistics, hessian_statistics
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
 # use, which warns on recent torch; the warning is about torch internals, not user code.
@@ -19,6 +19,7 @@ __all__ = [
     "subspace_hessian",
     "hutchinson",
     "hessian_statistics",
+    "batch_statistics",
     "model_state",
     "per_sample_loss",
     "logit_gradient",

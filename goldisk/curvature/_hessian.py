@@ -63,7 +63,23 @@ def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
             UserWarning,
             stacklevel=3,
         )
-    return copy.deepcopy(model).to(device=device, dtype=dtype)
+    return _on(model, dtype, device)
+
+
+def _on(module: nn.Module, dtype, device) -> nn.Module:
+    """``module`` itself when all its tensors already have ``dtype`` and ``device`` (it is
+    only read, never modified), else a converted copy (the caller's module is untouched)."""
+    device = torch.device(device)
+
+    def same(dev):
+        return dev.type == device.type and (device.index is None or dev.index == device.index)
+
+    tensors = list(module.parameters()) + list(module.buffers())
+    if all(same(t.device) for t in tensors) and all(
+        t.dtype == dtype for t in tensors if t.is_floating_point()
+    ):
+        return module
+    return copy.deepcopy(module).to(device=device, dtype=dtype)
 
 
 def batches(X, y, batch_size: int, dtype, device):
@@ -77,8 +93,14 @@ def batches(X, y, batch_size: int, dtype, device):
         yield xb, yb
 
 
-def _auto_chunk(model, layout, w, xb, n_dirs, budget_bytes=2**30):
-    """Directions per vmap chunk so that tangent activations stay under ``budget_bytes``."""
+def _auto_chunk(model, layout, w, xb, n_dirs, n_scales, device):
+    """Directions per vmap chunk and radii per vectorized group for a memory budget.
+
+    The tangent activations of one direction on one batch take about six times the
+    activations of the batch; the budget is 1 GiB on CPU and a quarter of the free memory
+    on a GPU. On CPU radii are never vectorized (no speed gain, only memory); on a GPU
+    they are, as far as the budget allows, so that one call does the work of many.
+    """
     sizes = []
     hooks = [
         m.register_forward_hook(
@@ -94,7 +116,15 @@ def _auto_chunk(model, layout, w, xb, n_dirs, budget_bytes=2**30):
             h.remove()
     item = w.element_size()
     per_dir = 6 * max(sum(sizes), 1) * len(xb) * item + 4 * w.numel() * item
-    return int(max(1, min(n_dirs, budget_bytes // per_dir)))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free // 4
+    else:
+        budget = 2**30
+    chunk = int(max(1, min(n_dirs, budget // per_dir)))
+    if device.type != "cuda" or chunk < n_dirs:
+        return chunk, 1
+    return chunk, int(max(1, min(n_scales, budget // (per_dir * n_dirs))))
 
 
 def subspace_hessian(
@@ -110,6 +140,7 @@ def subspace_hessian(
     gauss_newton: bool = True,
     batch_size: int = 512,
     chunk_size: int | None = None,
+    scale_chunk: int | None = None,
     dtype=torch.float64,
     device=None,
 ) -> CurvatureResult:
@@ -137,6 +168,9 @@ def subspace_hessian(
         Also compute ``G = P^T J^T (d^2 l/dz^2) J P`` directly.
     batch_size, chunk_size : int
         Samples per mini-batch; directions per vectorized chunk (auto if None).
+    scale_chunk : int, optional
+        Points (``scales``) evaluated together in one vectorized pass; auto: 1 on CPU, as
+        many as a quarter of the free memory allows on a GPU.
     dtype, device
         Precision and device of the computation (float64 by default).
 
@@ -175,7 +209,7 @@ def subspace_hessian(
             )
         P, d = (lambda t: t), layout.D
     else:
-        P = copy.deepcopy(projection).to(device=device, dtype=dtype)
+        P = _on(projection, dtype, device)
         d = P.d
         if P.D != layout.D:
             raise ValueError(f"projection maps to D={P.D} but the model has D={layout.D}.")
@@ -196,29 +230,42 @@ def subspace_hessian(
 
     grad_fn = grad(loss_and_logits, has_aux=True)
 
-    H = torch.zeros(len(scale_list), d, d, dtype=dtype, device=device)
+    bases = torch.stack([w0 * s for s in scale_list])  # (R, D)
+    R = len(scale_list)
+    H = torch.zeros(R, d, d, dtype=dtype, device=device)
     G = torch.zeros_like(H) if gauss_newton else None
-    L = torch.zeros(len(scale_list), dtype=dtype, device=device)
-    chunk = chunk_size
+    L = torch.zeros(R, dtype=dtype, device=device)
+
+    def columns(base, xb, yb, chunk):
+        def column(v):
+            _, (hv, dz) = jvp(lambda t: grad_fn(t, base, xb, yb), (theta0,), (v,))
+            return hv, dz
+
+        return vmap(column, chunk_size=chunk)(eye)
+
+    def logits(base, xb):
+        return layout.call(net, params(theta0, base), xb)
+
+    chunk, rchunk = chunk_size, scale_chunk
     for xb, yb in batches(X, y, batch_size, dtype, device):
-        for r, s in enumerate(scale_list):
-            base = w0 * s
-
-            def column(v, base=base, xb=xb, yb=yb):
-                _, (hv, dz) = jvp(lambda t: grad_fn(t, base, xb, yb), (theta0,), (v,))
-                return hv, dz
-
-            if chunk is None:
-                chunk = _auto_chunk(net, layout, base, xb, d)
+        if chunk is None or rchunk is None:
+            auto_d, auto_r = _auto_chunk(net, layout, w0, xb, d, R, device)
+            chunk = auto_d if chunk is None else chunk
+            rchunk = auto_r if rchunk is None else rchunk
+        for r0 in range(0, R, rchunk):
+            sl = slice(r0, min(R, r0 + rchunk))
             with torch.no_grad():
-                z = layout.call(net, params(theta0, base), xb)
-                L[r] += per_sample_loss(z, yb, loss).sum() / n
-            hv, U = vmap(column, chunk_size=chunk)(eye)
-            H[r] += hv
+                z = vmap(logits, in_dims=(0, None))(bases[sl], xb)  # (r, B, C)
+                ys = yb.expand(z.shape[0], *yb.shape)
+                L[sl] += per_sample_loss(z, ys, loss).sum(-1) / n
+            hv, U = vmap(columns, in_dims=(0, None, None, None))(bases[sl], xb, yb, chunk)
+            H[sl] += hv
             if gauss_newton:
-                A = logit_hessian(z, yb, loss) / n  # (B, C, C)
-                Ub = U.permute(1, 2, 0)  # (B, C, d)
-                G[r] += Ub.reshape(-1, d).T @ torch.bmm(A, Ub).reshape(-1, d)
+                A = logit_hessian(z.flatten(0, 1), ys.flatten(0, 1), loss) / n
+                A = A.reshape(*z.shape, z.shape[-1])  # (r, B, C, C)
+                Ub = U.permute(0, 2, 3, 1)  # (r, B, C, d)
+                AU = (A @ Ub).flatten(1, 2)  # (r, B*C, d)
+                G[sl] += Ub.flatten(1, 2).transpose(1, 2) @ AU
     H = 0.5 * (H + H.transpose(-1, -2))
     if scales is None:
         H, L = H[0], L[0]

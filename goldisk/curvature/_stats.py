@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
+import numpy as np
 import torch
 
-__all__ = ["hessian_statistics", "STATISTICS"]
+__all__ = ["hessian_statistics", "batch_statistics", "STATISTICS"]
 
 STATISTICS = (
     "trace",
@@ -17,6 +17,40 @@ STATISTICS = (
     "eig_min",
     "eig_max",
 )
+
+
+def batch_statistics(H: torch.Tensor) -> dict[str, np.ndarray]:
+    """:func:`hessian_statistics` of a stack of matrices ``H`` (n, d, d), vectorized.
+
+    One batched ``eigvalsh`` on the CPU in float64 serves every matrix; values are numpy
+    arrays of length ``n``. Non-finite matrices and ``||H||_F = 0`` give NaN entries
+    (without a warning: :func:`hessian_statistics` warns).
+    """
+    H = H.detach().to(device="cpu", dtype=torch.float64)
+    H = 0.5 * (H + H.transpose(-1, -2))
+    n, d = H.shape[0], H.shape[-1]
+    trace = torch.diagonal(H, dim1=-2, dim2=-1).sum(-1)
+    frob = torch.linalg.matrix_norm(H)
+    finite = torch.isfinite(H).flatten(1).all(1)
+    out = {
+        "trace": trace.numpy().copy(),
+        "frobenius": frob.numpy().copy(),
+        "trace_ratio": np.full(n, np.nan),
+        "frac_positive": np.full(n, np.nan),
+        "eig_min": np.full(n, np.nan),
+        "eig_max": np.full(n, np.nan),
+    }
+    ok = finite & (frob > 0)
+    if bool(ok.any()):
+        out["trace_ratio"][ok.numpy()] = (trace[ok] / frob[ok]).numpy()
+    if bool(finite.any()):
+        eig = torch.linalg.eigvalsh(H[finite])
+        tol = d * torch.finfo(torch.float64).eps * eig.abs().amax(-1, keepdim=True)
+        idx = finite.numpy()
+        out["frac_positive"][idx] = ((eig > tol).sum(-1).double() / d).numpy()
+        out["eig_min"][idx] = eig[:, 0].numpy()
+        out["eig_max"][idx] = eig[:, -1].numpy()
+    return out
 
 
 def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
@@ -36,34 +70,24 @@ def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
     >>> s["trace"], s["frobenius"], s["trace_ratio"], s["frac_positive"]
     (4.0, 3.4641016151377544, 1.1547005383792517, 0.75)
     """
-    H = H.detach().to(torch.float64)
-    H = 0.5 * (H + H.T)
-    d = H.shape[-1]
-    trace = float(torch.diagonal(H).sum())
-    frob = float(torch.linalg.matrix_norm(H))
-    out = {"trace": trace, "frobenius": frob}
-    if not (math.isfinite(trace) and math.isfinite(frob)):
+    stats = {k: float(v[0]) for k, v in batch_statistics(H.reshape(1, *H.shape[-2:])).items()}
+    warn_statistics(stats)
+    return {prefix + k: v for k, v in stats.items()}
+
+
+def warn_statistics(stats: dict, prefix: str = "") -> None:
+    """Say why a statistic is NaN: a non-finite Hessian, or ``||H||_F = 0``."""
+    trace, frob = stats[prefix + "trace"], stats[prefix + "frobenius"]
+    if not (np.isfinite(trace) and np.isfinite(frob)):
         warnings.warn(
             "the Hessian is not finite (overflow at this radius?); its statistics are NaN.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        nan = float("nan")
-        out.update(trace_ratio=nan, frac_positive=nan, eig_min=nan, eig_max=nan)
-        return {prefix + k: v for k, v in out.items()}
-    if frob == 0.0:
+    elif frob == 0.0:
         warnings.warn(
             "||H||_F = 0 (the loss is flat on this subspace, e.g. saturated softmax or "
             "vanishing gradients): trace_ratio is NaN.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        out["trace_ratio"] = float("nan")
-    else:
-        out["trace_ratio"] = trace / frob
-    eig = torch.linalg.eigvalsh(H)
-    tol = d * torch.finfo(torch.float64).eps * float(eig.abs().max())
-    out["frac_positive"] = float((eig > tol).sum()) / d
-    out["eig_min"] = float(eig[0])
-    out["eig_max"] = float(eig[-1])
-    return {prefix + k: v for k, v in out.items()}

@@ -1,0 +1,77 @@
+"""GPU against the CPU float64 reference: subspace Hessian, G, Hutchinson and state.
+
+    python benchmarks/gpu_correctness.py            # needs CUDA; prints relative errors
+
+float64 on the GPU must agree with the CPU to <= 1e-8 (relative Frobenius error);
+float32 and TF32 errors are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from goldisk.curvature import hutchinson, model_state, subspace_hessian
+from goldisk.models import MLP, SmallCNN, init_weights_
+from goldisk.projections import make_projection
+
+
+def rel(a, b):
+    return float((a.double().cpu() - b.double().cpu()).norm() / b.double().cpu().norm())
+
+
+def problems():
+    gen = torch.Generator().manual_seed(0)
+    mlp = init_weights_(MLP(784, (200, 200), 10), "xavier", generator=1)
+    yield "mlp-784-200-200-10", mlp, torch.randn(1000, 784, generator=gen), \
+        torch.randint(0, 10, (1000,), generator=gen)
+    cnn = init_weights_(SmallCNN(1, 10, image_size=28), "he", generator=2)
+    yield "small-cnn", cnn, torch.randn(256, 1, 28, 28, generator=gen), \
+        torch.randint(0, 10, (256,), generator=gen)
+
+
+def main():
+    if not torch.cuda.is_available():
+        print("no CUDA device: skipped")
+        return 0
+    out, ok = [], True
+    for name, net, X, y in problems():
+        D = sum(p.numel() for p in net.parameters())
+        for kind in ("dense", "sparse", "fastfood"):
+            P = make_projection(kind, D, 50, random_state=0)
+            ref = subspace_hessian(net, X, y, P, batch_size=500)
+            row = {"problem": name, "projection": kind, "D": D, "d": 50}
+            gpu = subspace_hessian(net, X, y, P, batch_size=500, device="cuda")
+            row["f64_H"], row["f64_G"] = rel(gpu.H, ref.H), rel(gpu.G, ref.G)
+            for tf32 in (False, True):
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cudnn.allow_tf32 = tf32
+                f32 = subspace_hessian(net, X, y, P, batch_size=500, device="cuda",
+                                       dtype=torch.float32)
+                row[f"f32{'_tf32' if tf32 else ''}_H"] = rel(f32.H, ref.H)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ok &= row["f64_H"] <= 1e-8 and row["f64_G"] <= 1e-8
+            out.append(row)
+            print(row, flush=True)
+        h_cpu = hutchinson(net, X[:200], y[:200], n_probes=8, random_state=0)
+        h_gpu = hutchinson(net, X[:200], y[:200], n_probes=8, random_state=0, device="cuda")
+        s_cpu, s_gpu = model_state(net, X, y), model_state(net, X, y, device="cuda")
+        row = {"problem": name, "hutchinson_trace_rel": abs(h_gpu["trace"] / h_cpu["trace"] - 1),
+               "state_loss_rel": abs(s_gpu["loss"] / s_cpu["loss"] - 1)}
+        ok &= row["hutchinson_trace_rel"] <= 1e-8 and row["state_loss_rel"] <= 1e-8
+        out.append(row)
+        print(row, flush=True)
+    dev = torch.cuda.get_device_name(0)
+    path = Path(__file__).parent / "results" / "gpu_correctness.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"device": dev, "torch": torch.__version__, "rows": out,
+                                "float64_within_1e-8": bool(ok)}, indent=2))
+    print("float64 within 1e-8:", ok)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

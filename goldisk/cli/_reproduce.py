@@ -1,0 +1,107 @@
+"""``goldisk reproduce``: the radius sweep and every experiment, plus a markdown report.
+
+Also holds the argument helpers shared by the experiment subcommands (model options,
+data loading and splitting, the configuration dict).
+"""
+
+from __future__ import annotations
+
+from ._common import CLIError, add_common_arguments, load_data, parse_ints, prepare_output
+
+NAME = "reproduce"
+HELP = "run the sweep and all experiments at the default small scale; write report.md"
+
+
+def add_model_arguments(p, bias_default: bool = True) -> None:
+    """``--model``, ``--hidden``, ``--activation`` and ``--no-bias`` (or ``--bias``)."""
+    from ..models import MODEL_NAMES
+
+    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
+                   help="architecture (default: %(default)s)")
+    p.add_argument("--hidden", default="32,32", help="MLP widths (default: %(default)s)")
+    p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    if bias_default:
+        p.add_argument("--no-bias", dest="bias", action="store_false",
+                       help="bias-free (homogeneous) layers")
+    else:
+        p.add_argument("--bias", dest="bias", action="store_true",
+                       help="add biases (the net is then not homogeneous)")
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device} asked for but no CUDA device is available")
+
+
+def prepare(args):
+    """``(train, val, model)`` from the common and model options (25% stratified split)."""
+    from ..experiments._report import build_model, split_dataset
+
+    check_device(args.device)
+    hidden = parse_ints(args.hidden, "--hidden")
+    if any(h < 1 for h in hidden):
+        raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
+    ds = load_data(args)
+    if len(ds) < 8:
+        raise CLIError(f"need at least 8 samples to split into train and validation, got {len(ds)}")
+    try:
+        model = build_model(args.model, ds.n_features, ds.n_classes, hidden, args.activation,
+                            args.bias)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--model {args.model}: {exc}") from None
+    train, val = split_dataset(ds, random_state=args.seed)
+    X, Xv = train.X.reshape(len(train.X), -1), val.X.reshape(len(val.X), -1)
+    return X, train.y, Xv, val.y, model
+
+
+def config_of(args, **extra) -> dict:
+    return {"command": args.command, **{k: v for k, v in vars(args).items() if k != "func"},
+            **extra}
+
+
+def title_of(args) -> str:
+    arch = f"{args.model} {args.hidden}" if args.model == "mlp" else args.model
+    return f"{args.dataset}, {arch}{'' if args.bias else ' (bias-free)'}"
+
+
+def positive(value, name: str, minimum=1):
+    if value is None or value < minimum:
+        raise CLIError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def add_parser(sub) -> None:
+    from ..experiments._report import EXPERIMENTS
+
+    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    add_common_arguments(p, "out/reproduce")
+    p.add_argument("--model", default="mlp", help="architecture (default: %(default)s)")
+    p.add_argument("--hidden", default="32,32", help="MLP widths (default: %(default)s)")
+    p.add_argument("--experiments", default=",".join(EXPERIMENTS),
+                   help="comma-separated subset of %(default)s")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test sizes (seconds) instead of the default small scale")
+
+
+def run(args) -> int:
+    from ..experiments._report import EXPERIMENTS, reproduce
+
+    check_device(args.device)
+    exps = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    bad = [e for e in exps if e not in EXPERIMENTS]
+    if bad or not exps:
+        raise CLIError(f"--experiments must be a subset of {','.join(EXPERIMENTS)}; got "
+                       f"{args.experiments!r}")
+    hidden = parse_ints(args.hidden, "--hidden")
+    load_data(args)  # validate the data options before creating the folder
+    out = prepare_output(args.out, args.force, args.resume)
+    table = reproduce(out, dataset=args.dataset, data_root=args.data_root,
+                      download=args.download, model=args.model, hidden=hidden, seed=args.seed,
+                      device=args.device, max_samples=args.max_samples, experiments=exps,
+                      quick=args.quick, resume=args.resume, progress=not args.no_progress)
+    for row in table.itertuples():
+        print(f"{row.experiment}: {row.rows} rows in {row.seconds:.1f} s")
+    print(f"wrote {out / 'report.md'}")
+    return 0
