@@ -82,28 +82,32 @@ def scale(dev, d, batch, dtype):
     fwd_bwd = peak(dev, base)
     net.zero_grad(set_to_none=True)
     rows = []
-    for kind in ("sparse", "fastfood"):
+    item = torch.finfo(dtype).bits // 8
+    for kind in ("sparse", "fastfood"):  # no D x d tensor: checked on every op of a small run
+        P = make_projection(kind, D, 20, random_state=0, dtype=dtype, device=dev)
+        with LargestTensor() as spy:
+            subspace_hessian(net, X[:16], y[:16], P, chunk_size=4)
+        rows.append({"kind": kind, "check": "largest tensor", "d": 20,
+                     "largest_tensor": spy.largest, "D_times_d": D * 20,
+                     "no_Dxd_array": spy.largest < D * 20})
+        print(rows[-1], flush=True)
+    for kind, chunk in (("sparse", 16), ("fastfood", 16), ("fastfood", 1)):
         P = make_projection(kind, D, d, random_state=0, dtype=dtype, device=dev)
-        for chunk in (1, 8):
-            subspace_hessian(net, X[:2], y[:2], P, chunk_size=chunk, gauss_newton=False)
-            base = peak_reset(dev)
-            sync(dev)
-            t0 = time.perf_counter()
-            with LargestTensor() as spy:
-                res = subspace_hessian(net, X, y, P, batch_size=batch, chunk_size=chunk)
-            sync(dev)
-            secs = time.perf_counter() - t0
-            used = peak(dev, base)
-            item = torch.finfo(dtype).bits // 8
-            rows.append({
-                "kind": kind, "D": D, "d": d, "batch": batch, "chunk": chunk,
-                "dtype": str(dtype), "seconds": secs, "peak_bytes": used,
-                "fwd_bwd_peak_bytes": fwd_bwd, "d2_bytes": d * d * item,
-                "peak_over_budget": used / (2 * fwd_bwd + d * d * item),
-                "largest_tensor": spy.largest, "D_times_d": D * d,
-                "no_Dxd_array": spy.largest < D * d, "finite": bool(torch.isfinite(res.H).all()),
-            })
-            print(rows[-1], flush=True)
+        subspace_hessian(net, X[:2], y[:2], P, chunk_size=chunk, gauss_newton=False)
+        base = peak_reset(dev)
+        sync(dev)
+        t0 = time.perf_counter()
+        res = subspace_hessian(net, X, y, P, batch_size=batch, chunk_size=chunk)
+        sync(dev)
+        secs = time.perf_counter() - t0
+        used = peak(dev, base)
+        rows.append({
+            "kind": kind, "D": D, "d": d, "batch": batch, "chunk": chunk, "dtype": str(dtype),
+            "seconds": secs, "peak_bytes": used, "fwd_bwd_peak_bytes": fwd_bwd,
+            "d2_bytes": d * d * item, "peak_over_budget": used / (2 * fwd_bwd + d * d * item),
+            "finite": bool(torch.isfinite(res.H).all()),
+        })
+        print(rows[-1], flush=True)
     return rows
 
 

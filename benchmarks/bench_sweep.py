@@ -69,6 +69,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workload", choices=("fig4", "default"), default="fig4")
     ap.add_argument("--n-subspaces", type=int, default=None)
+    ap.add_argument("--projection", default="dense")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="device fp64 peak for the fraction-of-floor line")
     args = ap.parse_args(argv)
@@ -95,7 +96,8 @@ def main(argv=None):
     sync(device)
     t0 = time.perf_counter()
     df = radius_sweep(model, X, y, radii=radii, dims=dims, n_subspaces=n_sub,
-                      max_samples=samples, batch_size=1000, device=device, progress=False)
+                      projection=args.projection, max_samples=samples, batch_size=1000,
+                      device=device, progress=False)
     sync(device)
     sweep_s = time.perf_counter() - t0
     units = len(radii) * n_sub
@@ -117,7 +119,7 @@ def main(argv=None):
     ours_s = time.perf_counter() - t0
     err = float((H_ours - H_loop).norm() / H_loop.norm())
     out = {
-        "workload": args.workload, "device": str(device),
+        "workload": args.workload, "device": str(device), "projection": args.projection,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "D": ParamLayout(model).D, "units": units, "rows": len(df), "sweep_seconds": sweep_s,
         "tangent_tflop": flops / 1e12, "achieved_tflops": flops / sweep_s / 1e12,
@@ -132,7 +134,7 @@ def main(argv=None):
     for k, v in out.items():
         print(f"{k:>26}: {v}")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench_sweep_{args.workload}_{device.type}.json"
+    path = RESULTS / f"bench_sweep_{args.workload}_{args.projection}_{device.type}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"saved {path}")
 

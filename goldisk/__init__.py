@@ -21,6 +21,14 @@ from .curvature import (
     model_state,
     subspace_hessian,
 )
+from .estimators import (
+    CurvatureProbe,
+    GoldilocksClassifier,
+    GoldilocksRegressor,
+    GoldilocksSelector,
+    InitScaler,
+    SubspaceProjector,
+)
 
 __version__ = "0.1.0"
 
@@ -37,5 +45,11 @@ __all__ = [
     "reference_radius",
     "rescale_",
     "subspace_hessian",
+    "CurvatureProbe",
+    "GoldilocksClassifier",
+    "GoldilocksRegressor",
+    "GoldilocksSelector",
+    "InitScaler",
+    "SubspaceProjector",
     "__version__",
 ]

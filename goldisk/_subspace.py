@@ -74,7 +74,10 @@ class SubspaceModule(nn.Module):
                 sub.register_buffer(name, p.detach().clone(), persistent=False)
         self.kind = kind
         self.base = base
-        self.projection = projection.to(dtype=w0.dtype, device=w0.device)
+        if any(b.dtype != w0.dtype or b.device != w0.device for b in projection.buffers()
+               if b.is_floating_point()):
+            projection = copy.deepcopy(projection).to(dtype=w0.dtype, device=w0.device)
+        self.projection = projection  # shared when it already matches: projections are fixed
         self.register_buffer("w0", w0)
         self.register_buffer("r0", w0.norm())
         if kind == "hypersphere" and float(self.r0) == 0.0:

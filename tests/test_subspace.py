@@ -96,3 +96,10 @@ def test_bad_input():
         torch.nn.init.zeros_(p)
     with pytest.raises(ValueError, match="radius 0"):
         SubspaceModule(zero, make_projection("dense", 73, 2, random_state=0), kind="hypersphere")
+
+
+def test_wrapping_does_not_change_the_callers_projection():
+    net = MLP(6, (7,), 3)  # float32
+    P = make_projection("dense", 73, 2, random_state=0)  # float64
+    SubspaceModule(net, P)
+    assert P.weight.dtype == torch.float64

@@ -1,0 +1,205 @@
+"""skorch callbacks that record Goldilocks-zone quantities into ``net.history``.
+
+Each callback keeps its parameters in ``__init__`` and resets its state in
+``initialize`` / ``on_train_begin``; values are recorded once per epoch with
+``net.history.record``, so ``net.history[:, "radius"]`` gives the trajectory.
+
+Examples
+--------
+>>> import numpy as np
+>>> from goldisk import GoldilocksClassifier
+>>> from goldisk.models import MLP
+>>> rng = np.random.default_rng(0)
+>>> X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+>>> net = GoldilocksClassifier(MLP, module__hidden=(8,), max_epochs=2, random_state=0,
+...                            callbacks=[RadiusTracker(), ZeroLogitTracker()])
+>>> len(net.fit(X, y).history[:, "radius"])
+2
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from ._flat import parameter_vector
+from ._subspace import SubspaceModule
+from .estimators._probe import resolve
+
+__all__ = [
+    "RadiusTracker",
+    "CurvatureTracker",
+    "ZeroLogitTracker",
+    "NonFiniteStopper",
+    "NonFiniteTrainingError",
+]
+
+
+class NonFiniteTrainingError(FloatingPointError):
+    """Raised by :class:`NonFiniteStopper` when the loss or the weights stop being finite."""
+
+
+def full_point(net) -> torch.Tensor:
+    """The net's full parameter vector ``w`` (``w(theta)`` for a subspace net), detached."""
+    module = net.module_
+    if isinstance(module, SubspaceModule):
+        return module.point().detach().clone()
+    return parameter_vector(module).clone()
+
+
+def _data(net, X, y, seen):
+    """``(X, y)`` as the module sees them: given data are prepared by the net, data seen at
+    ``on_train_begin`` already were."""
+    if X is None:
+        return seen
+    if not hasattr(net, "_prepare_xy"):  # a plain skorch net
+        return np.asarray(X), y
+    if y is None:  # inputs only (ZeroLogitTracker)
+        net.check_is_fitted()
+        return net._validate_X(X)[0], None
+    return net._prepare_xy(X, y)
+
+
+class RadiusTracker(Callback):
+    """Record ``radius`` (``||w||``) and ``distance_from_init`` (``||w - w_init||``) each epoch.
+
+    For a subspace net ``w`` is the full point ``w(theta)``, not ``theta``.
+
+    Parameters
+    ----------
+    prefix : str, default=""
+        Prepended to the two history keys.
+    """
+
+    def __init__(self, prefix=""):
+        self.prefix = prefix
+
+    def initialize(self):
+        self.initial_ = None
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if getattr(self, "initial_", None) is None:  # partial_fit keeps the first point
+            self.initial_ = full_point(net)
+
+    def on_epoch_end(self, net, **kwargs):
+        w = full_point(net)
+        net.history.record(self.prefix + "radius", float(w.double().norm()))
+        dist = float((w - self.initial_.to(w.device)).double().norm())
+        net.history.record(self.prefix + "distance_from_init", dist)
+
+
+class CurvatureTracker(Callback):
+    """Record a :class:`~goldisk.CurvatureProbe`'s mean statistics every ``every`` epochs.
+
+    Keys are ``prefix + column`` (e.g. ``curv_trace_ratio``, ``curv_g_trace``,
+    ``curv_loss``); epochs in between get no entry.
+
+    Parameters
+    ----------
+    probe : CurvatureProbe
+    every : int, default=1
+    X, y : array-like, optional
+        Data to measure on (labels as given to the net); default: the training data.
+    prefix : str, default="curv_"
+    """
+
+    def __init__(self, probe, every=1, X=None, y=None, prefix="curv_"):
+        self.probe = probe
+        self.every = every
+        self.X = X
+        self.y = y
+        self.prefix = prefix
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        e = self.every
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 1:
+            raise ValueError(f"every must be an int >= 1, got {e!r}.")
+        if not hasattr(self.probe, "measure"):
+            raise ValueError(f"probe must be a CurvatureProbe, got {self.probe!r}.")
+        self.data_ = _data(net, self.X, self.y, (X, y))
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        if epoch % self.every:
+            return
+        table = self.probe._measure(*resolve(net, *self.data_, prepared=True))
+        for key, value in table.drop(columns=["subspace"]).mean(numeric_only=True).items():
+            net.history.record(self.prefix + key, float(value))
+
+
+class ZeroLogitTracker(Callback):
+    """Record ``zero_logit_frac``, the fraction of (sample, class) logits exactly 0.
+
+    Vysogorets et al. (2024) observe that it grows while ReLU nets initialized at some
+    scales train. ``X`` defaults to the training data.
+
+    Parameters
+    ----------
+    X : array-like, optional
+    name : str, default="zero_logit_frac"
+    """
+
+    def __init__(self, X=None, name="zero_logit_frac"):
+        self.X = X
+        self.name = name
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.X_ = X if self.X is None else _data(net, self.X, None, None)[0]
+
+    def on_epoch_end(self, net, **kwargs):
+        logits = net.forward(self.X_, training=False)
+        net.history.record(self.name, float((logits == 0).double().mean()))
+
+
+class NonFiniteStopper(Callback):
+    """Stop training with a clear message when the loss or the weights become NaN or inf.
+
+    At a radius far above the Goldilocks zone the logits overflow within a few steps.
+
+    Parameters
+    ----------
+    on_nonfinite : {"raise", "stop"}, default="raise"
+        ``"raise"``: raise :class:`NonFiniteTrainingError`. ``"stop"``: record
+        ``nonfinite=True`` in the history, warn, and end training (the net is kept).
+    check_weights : bool, default=True
+        Also check every parameter at the end of each epoch.
+    """
+
+    def __init__(self, on_nonfinite="raise", check_weights=True):
+        self.on_nonfinite = on_nonfinite
+        self.check_weights = check_weights
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if self.on_nonfinite not in ("raise", "stop"):
+            raise ValueError(
+                f"on_nonfinite must be 'raise' or 'stop', got {self.on_nonfinite!r}."
+            )
+
+    def _fail(self, net, what: str):
+        epoch = len(net.history)
+        hint = ""
+        if getattr(net, "init_scaler", None) is not None:
+            hint = f" (init_scaler__radius={net.init_scaler.radius!r})"
+        msg = (f"{what} became non-finite in epoch {epoch}; the initialization radius"
+               f"{hint} or the learning rate (lr={net.lr!r}) is probably too large.")
+        if self.on_nonfinite == "raise":
+            raise NonFiniteTrainingError(msg)
+        import warnings
+
+        warnings.warn(msg + " Training stopped.", RuntimeWarning, stacklevel=2)
+        net.history.record("nonfinite", True)
+        raise KeyboardInterrupt  # skorch's way to end training early, keeping the net
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        value = float(loss.detach()) if torch.is_tensor(loss) else loss
+        if training and value is not None and not math.isfinite(value):
+            self._fail(net, f"the training loss ({value})")
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.check_weights and not bool(torch.isfinite(full_point(net)).all()):
+            self._fail(net, "the weights")

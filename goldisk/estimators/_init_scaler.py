@@ -1,0 +1,143 @@
+"""``InitScaler``: put a network at a chosen multiple of a reference radius."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from .._radius import SoftmaxTemperature, layer_reference_radii, radius, rescale_
+from ..models import init_weights_
+
+__all__ = ["InitScaler"]
+
+REFERENCES = ("xavier", "he", "lecun", "default", "current")
+INITS = ("reference", "keep", "xavier", "he", "lecun", "default")
+MODES = ("global", "per_layer")
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _check_positive(value, name: str, example: str) -> float:
+    msg = f"{name} must be a finite number > 0, got {value!r}; e.g. {name}={example}."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(msg)
+    if not math.isfinite(float(value)) or value <= 0:
+        raise ValueError(msg)
+    return float(value)
+
+
+def _check_choice(value, choices, name: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+class InitScaler(BaseEstimator):
+    """Initialize a network and move it to ``radius`` times a reference radius.
+
+    The Goldilocks zone (Fort & Scherlis 2019) is a shell of radii ``r = ||w||`` around
+    the radius ``r_ref`` of a standard initialization. ``InitScaler`` draws the direction
+    of the weights, then rescales all of them so that ``||w|| = radius * r_ref``, and can
+    divide the logits by a softmax temperature (Vysogorets et al. 2024). It is a
+    parameter object of :class:`GoldilocksClassifier` and :class:`GoldilocksRegressor`,
+    reachable as ``init_scaler__radius`` etc.; the nets call :meth:`apply_`.
+
+    Parameters
+    ----------
+    radius : float, default=1.0
+        Target radius in units of the reference radius ``r_ref`` (``1.0`` = a typical
+        initialization of the reference scheme). Finite and > 0.
+    reference : {"xavier", "he", "lecun", "default", "current"}, default="xavier"
+        Scheme defining ``r_ref`` (see :func:`goldisk.reference_radius`, computed from
+        the layer shapes). ``"current"``: ``r_ref`` is the radius of the module as
+        initialized (its own init), so ``radius`` is a plain multiplier.
+    mode : {"global", "per_layer"}, default="global"
+        ``"global"``: one factor for all parameters (Fort & Scherlis), keeping the
+        direction of ``w``. ``"per_layer"``: each Linear/Conv layer is put on its own
+        shell ``radius * r_ref(layer)`` (see :func:`goldisk.rescale_`).
+    temperature : float, default=1.0
+        Softmax temperature: the logits are divided by it (a
+        :class:`goldisk.SoftmaxTemperature` wrapper, not trained). Finite and > 0.
+    init : {"reference", "keep", "xavier", "he", "lecun", "default"}, default="reference"
+        How the direction is drawn before rescaling. ``"reference"``: redraw every
+        Linear/Conv layer with the ``reference`` scheme (Gaussian, zero biases; with
+        ``reference="current"`` this keeps the module's own init). ``"keep"``: keep the
+        module's own init. A scheme name redraws with that scheme.
+
+    See Also
+    --------
+    goldisk.rescale_, goldisk.reference_radius, goldisk.models.init_weights_
+
+    Examples
+    --------
+    >>> import torch
+    >>> from goldisk import radius, reference_radius
+    >>> from goldisk.models import MLP
+    >>> net = InitScaler(radius=2.0).apply_(MLP(64, (32,), 10), generator=0)
+    >>> round(radius(net) / reference_radius(net, "xavier"), 6)
+    2.0
+    """
+
+    def __init__(self, radius=1.0, reference="xavier", mode="global", temperature=1.0,
+                 init="reference"):
+        self.radius = radius
+        self.reference = reference
+        self.mode = mode
+        self.temperature = temperature
+        self.init = init
+
+    def _validate(self, prefix: str = "") -> None:
+        """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
+        _check_positive(self.radius, prefix + "radius", "1.0")
+        _check_choice(self.reference, REFERENCES, prefix + "reference")
+        _check_choice(self.mode, MODES, prefix + "mode")
+        _check_positive(self.temperature, prefix + "temperature", "1.0")
+        _check_choice(self.init, INITS, prefix + "init")
+
+    def _scheme(self) -> str | None:
+        """The init scheme to redraw with, or None to keep the module's init."""
+        scheme = self.reference if self.init == "reference" else self.init
+        return None if scheme in ("current", "keep") else scheme
+
+    def apply_(self, module: nn.Module, generator=None) -> nn.Module:
+        """Re-initialize ``module`` in place, rescale it, and wrap it for the temperature.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+        generator : torch.Generator or int, optional
+            Source of randomness for the redraw (``None``: torch's global RNG).
+
+        Returns
+        -------
+        module : torch.nn.Module
+            ``module`` itself, or a :class:`goldisk.SoftmaxTemperature` around it when
+            ``temperature != 1``.
+        """
+        self._validate()
+        scheme = self._scheme()
+        if scheme is not None:
+            init_weights_(module, scheme, generator=generator)
+        if self.reference == "current":
+            if self.mode == "global":
+                rescale_(module, self.radius * radius(module), mode="global")
+            else:  # every layer keeps its own shell, multiplied by radius
+                for layer in module.modules():
+                    if isinstance(layer, _LAYERS):
+                        for p in layer.parameters(recurse=False):
+                            p.data.mul_(float(self.radius))
+        else:
+            target = self.radius * self.reference_radius(module)
+            rescale_(module, target, mode=self.mode, reference=self.reference)
+        if float(self.temperature) != 1.0:
+            module = SoftmaxTemperature(module, self.temperature)
+        return module
+
+    def reference_radius(self, module: nn.Module) -> float:
+        """``r_ref`` of ``module`` under ``reference`` (its radius for ``"current"``)."""
+        if self.reference == "current":
+            return radius(module)
+        refs = layer_reference_radii(module, self.reference)
+        return math.sqrt(sum(r * r for r in refs.values()))

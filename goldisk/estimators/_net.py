@@ -1,0 +1,435 @@
+"""``GoldilocksClassifier`` and ``GoldilocksRegressor``: skorch nets with a chosen
+initialization radius, an optional training subspace and reproducible randomness."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import math
+
+import numpy as np
+import torch
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+from skorch import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
+from torch import nn
+
+from .._flat import ParamLayout
+from .._rng import check_random_state, torch_generator
+from .._subspace import SubspaceModule
+from ._init_scaler import InitScaler, _check_choice
+from ._subspace_projector import SubspaceProjector
+
+__all__ = ["GoldilocksClassifier", "GoldilocksRegressor"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
+_SEED_HIGH = 2**62
+
+
+@contextlib.contextmanager
+def _fork_rng(seed: int, device="cpu"):
+    """Run a block with torch's global RNG (CPU, and CUDA ``device``) seeded by ``seed``,
+    restoring the caller's RNG state afterwards."""
+    dev = torch.device("cpu" if device is None else device)
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(int(seed))
+        for i in cuda:
+            torch.cuda.default_generators[i].manual_seed(int(seed))
+        yield
+
+
+class _GoldilocksNet:
+    """What the classifier and the regressor share (a mixin placed before skorch's class)."""
+
+    prefixes_ = NeuralNet.prefixes_ + list(_NESTED)
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        params.pop("_params_to_validate", None)  # skorch bookkeeping, not a parameter
+        return params
+
+    def set_params(self, **params):
+        """Set parameters; ``init_scaler__*`` and ``subspace__*`` go to the nested objects.
+
+        On an initialized net, changing ``init_scaler``, ``subspace`` or their
+        parameters re-initializes the module (with the same seeds), the criterion and
+        the optimizer, as skorch does for ``module__*``.
+        """
+        nested, top, rest = {}, {}, {}
+        for key, value in params.items():
+            head, sep, tail = key.partition("__")
+            if head in _NESTED:
+                if sep:
+                    nested.setdefault(head, {})[tail] = value
+                else:
+                    top[head] = value
+            else:
+                rest[key] = value
+        if rest:
+            super().set_params(**rest)
+        for name, value in top.items():
+            setattr(self, name, value)
+        for name, sub in nested.items():
+            obj = getattr(self, name)
+            if obj is None:
+                raise ValueError(
+                    f"cannot set {', '.join(name + '__' + k for k in sub)}: {name} is None. "
+                    f"Pass {name}={_NESTED[name].__name__}(...) first."
+                )
+            obj.set_params(**sub)
+        if self.initialized_ and (top or nested):
+            keys = sorted(k for k in params if k.partition("__")[0] in _NESTED)
+            msg = self._format_reinit_msg("module", dict.fromkeys(keys))
+            self._initialize_module(reason=msg)
+            self._initialize_criterion(reason="Re-initializing criterion.")
+            self._initialize_optimizer(reason="Re-initializing optimizer.")
+        return self
+
+    def _check_goldisk_params(self) -> None:
+        _check_choice(self.dtype, tuple(_DTYPES), "dtype")
+        for name, cls in _NESTED.items():
+            obj = getattr(self, name)
+            if obj is not None and not isinstance(obj, cls):
+                raise ValueError(f"{name} must be None or a {cls.__name__}, got {obj!r}.")
+            if obj is not None:
+                obj._validate(prefix=name + "__")
+            stray = sorted(k for k in self._params_to_validate if k.startswith(name + "__"))
+            if stray:
+                raise ValueError(
+                    f"{stray[0]} was passed to __init__; pass {name}={cls.__name__}(...) "
+                    f"instead, or use set_params({stray[0]}=...)."
+                )
+
+    # ------------------------------------------------------------------ initialization
+    def initialize(self):
+        """Validate the goldisk parameters, draw the seeds, then skorch's ``initialize``."""
+        self._check_goldisk_params()
+        try:
+            rng = check_random_state(self.random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid random_state: {exc}") from exc
+        self.init_seeds_ = {
+            k: int(rng.integers(0, _SEED_HIGH)) for k in ("module", "init", "subspace", "train")
+        }
+        self.train_rng_ = np.random.default_rng(self.init_seeds_["train"])
+        return super().initialize()
+
+    def _module_kwargs(self) -> dict:
+        """``module__*`` parameters, plus ``in_features``/``out_features`` inferred from the
+        data seen by ``fit`` when the module class accepts them and they are not given."""
+        kwargs = self.get_params_for("module")
+        if isinstance(self.module, nn.Module) or not callable(self.module):
+            return kwargs
+        try:
+            names = inspect.signature(self.module).parameters
+        except (TypeError, ValueError):
+            return kwargs
+        inferred = {"in_features": getattr(self, "in_features_", None),
+                    "out_features": self._n_outputs()}
+        for name, value in inferred.items():
+            if name in names and name not in kwargs and value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    def _check_module_kwargs(self) -> None:
+        given = self.get_params_for("module")
+        for name, value, what in (("in_features", self.in_features_, "X has"),
+                                  ("out_features", self._n_outputs(), "y needs")):
+            if name in given and given[name] != value:
+                raise ValueError(
+                    f"module__{name}={given[name]} but {what} {value} "
+                    f"{'features' if name == 'in_features' else 'outputs'}; remove "
+                    f"module__{name} to infer it from the data{self._classes_hint()}."
+                )
+
+    def _classes_hint(self) -> str:
+        return ""
+
+    def initialize_module(self):
+        """Build the module reproducibly from ``random_state``, apply ``init_scaler``, then
+        wrap it with ``subspace``; torch's global RNG state is left unchanged."""
+        seeds = getattr(self, "init_seeds_", None)
+        if seeds is None:
+            raise ValueError("call initialize() (or fit) before initialize_module().")
+        self._check_goldisk_params()
+        kwargs = self._module_kwargs()
+        with _fork_rng(seeds["module"]):
+            try:
+                module = self.initialized_instance(self.module, kwargs)
+            except TypeError as exc:
+                raise ValueError(
+                    f"could not build module={self.module!r} with {kwargs}: {exc}. Pass the "
+                    "missing arguments as module__<name>=..., or call fit so that "
+                    "in_features/out_features are inferred from the data."
+                ) from exc
+        if module is self.module:
+            module = copy.deepcopy(module)  # never modify the caller's module
+        if self.init_scaler is not None:
+            module = self.init_scaler.apply_(module, generator=torch_generator(seeds["init"]))
+        module = module.to(_DTYPES[self.dtype])  # after the draws: same init for any dtype
+        if self.subspace is not None:
+            self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
+            module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
+        self.module_ = module
+        return self
+
+    # ------------------------------------------------------------------ data
+    def _validate_X(self, X, y="no_validation", reset=False, **kw):
+        kw.update(reset=reset, dtype=np.dtype(self.dtype), allow_nd=True)
+        if isinstance(y, str):  # predict: X only
+            X, y = validate_data(self, X, **kw), None
+        else:  # fit: y=None raises "requires y to be passed"
+            X, y = validate_data(self, X, y, **kw)
+        if not X.flags.writeable:  # torch warns on read-only arrays (e.g. memmaps)
+            X = X.copy()
+        if reset:
+            self.in_features_ = int(math.prod(X.shape[1:]))
+        return X, y
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's DataLoader, with shuffled training batches by default and an explicit
+        generator, so that iterating never draws from torch's global RNG."""
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        if training:
+            kwargs.setdefault("shuffle", True)
+            seed = int(self.train_rng_.integers(0, _SEED_HIGH))
+        else:
+            seed = 0
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, **kwargs)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's loop inside a forked global RNG seeded from ``random_state``."""
+        with _fork_rng(int(self.train_rng_.integers(0, _SEED_HIGH)), self.device):
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def get_dataset(self, X, y=None):
+        """skorch's dataset, with arrays and tensors cast to ``dtype`` first."""
+        if isinstance(X, np.ndarray) and X.dtype != np.dtype(self.dtype):
+            X = X.astype(self.dtype)
+        elif torch.is_tensor(X) and X.dtype != _DTYPES[self.dtype]:
+            X = X.to(_DTYPES[self.dtype])
+        return super().get_dataset(X, y)
+
+    def check_data(self, X, y=None):
+        pass  # done by fit / partial_fit (skorch's version would overwrite classes_)
+
+    def fit(self, X, y, **fit_params):
+        """Validate ``(X, y)``, (re-)initialize unless ``warm_start``, and train
+        ``max_epochs`` epochs (``max_epochs=0``: initialize only)."""
+        X, y = self._prepare_fit(X, y, reset=not (self.warm_start and self.initialized_))
+        self._check_module_kwargs()
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        return NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
+
+    def partial_fit(self, X, y, classes=None, **fit_params):
+        """Train ``max_epochs`` more epochs without re-initializing (initializes if needed)."""
+        X, y = self._prepare_fit(X, y, reset=not self.initialized_)
+        return NeuralNet.partial_fit(self, X, y, **fit_params)
+
+    def _prepare_xy(self, X, y):
+        """``(X, y)`` as the module sees them (validated, cast, labels encoded); used by
+        :class:`~goldisk.CurvatureProbe` and the callbacks."""
+        self.check_is_fitted()
+        return self._prepare_fit(X, y, reset=False)
+
+    def _raw_predict(self, X):
+        self.check_is_fitted()
+        X, _ = self._validate_X(X)
+        return NeuralNet.predict_proba(self, X)
+
+    def projection_matrix(self) -> np.ndarray:
+        """The explicit ``D x d`` projection of a subspace net (for small ``D * d``)."""
+        self.check_is_fitted()
+        if not isinstance(self.module_, SubspaceModule):
+            raise ValueError("this net has no subspace (subspace=None or dim=None).")
+        return self.module_.projection.to_dense().cpu().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+_SHARED_DOC = """
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        Returns {what}. A class is built with the ``module__*`` parameters; when it
+        accepts ``in_features`` / ``out_features`` and they are not given, they are
+        inferred from the data at ``fit``. An instance is copied, never modified.
+    criterion, optimizer, lr : default {criterion}, torch.optim.Adam, 1e-3
+    max_epochs : int, default=10
+        ``0`` means "evaluate at initialization": ``fit`` initializes (and fits
+        ``classes_``) without training or recording anything; ``predict`` works.
+    batch_size : int, default=128
+        Training batches are shuffled (``iterator_train__shuffle=False`` to turn off).
+    train_split : callable or None, default=None
+        skorch's validation split; ``None`` trains on all of ``X``.
+    verbose : int, default=0
+    init_scaler : InitScaler or None, default=None
+        Radius and temperature of the initialization (``init_scaler__radius`` etc.).
+        ``None`` keeps the module's own (PyTorch default) initialization.
+    subspace : SubspaceProjector or None, default=None
+        Train only ``theta`` in a random subspace (``subspace__dim``, ``subspace__kind``);
+        ``None`` trains all parameters.
+    dtype : {{"float32", "float64"}}, default="float32"
+        Precision of the module and of the data: float64 input (e.g. from
+        ``StandardScaler``) is cast to it. Curvature is always measured in float64.
+    random_state : None, int or numpy Generator, default=None
+        Seeds the module's construction, the re-initialization, the projection and the
+        training order (batches, dropout) without touching torch's or numpy's global
+        RNG: the same int gives identical fits.
+    **kwargs
+        Any other skorch parameter (``module__*``, ``callbacks``, ``iterator_train__*``...).
+"""
+
+
+class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
+    __doc__ = """Neural-network classifier with a controlled initialization radius (skorch).
+
+    The module returns logits; the loss is cross-entropy; labels of any type are encoded
+    to ``0..n_classes-1`` (``classes_``), and ``predict`` returns the original labels.
+    """ + _SHARED_DOC.format(what="logits", criterion="torch.nn.CrossEntropyLoss") + """
+    classes : array-like or None, default=None
+        All labels; ``None`` infers them from ``y`` at ``fit``.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    history : skorch.History
+    init_seeds_ : dict
+        The seeds drawn from ``random_state`` at the last ``initialize``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from goldisk import GoldilocksClassifier, InitScaler, SubspaceProjector
+    >>> from goldisk.models import MLP
+    >>> X, y = load_digits(return_X_y=True)
+    >>> net = GoldilocksClassifier(MLP, module__hidden=(32,), init_scaler=InitScaler(1.0),
+    ...                            subspace=SubspaceProjector(dim=50), max_epochs=2,
+    ...                            random_state=0)
+    >>> net.fit(X[:200] / 16, y[:200]).predict(X[:3] / 16).shape
+    (3,)
+    """
+
+    def __init__(self, module, *, criterion=torch.nn.CrossEntropyLoss,
+                 optimizer=torch.optim.Adam, lr=1e-3, max_epochs=10, batch_size=128,
+                 train_split=None, verbose=0, init_scaler=None, subspace=None,
+                 dtype="float32", random_state=None, **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size,
+                         train_split=train_split, verbose=verbose, **kwargs)
+        self.init_scaler = init_scaler
+        self.subspace = subspace
+        self.dtype = dtype
+        self.random_state = random_state
+
+    def _n_outputs(self):
+        try:
+            return len(self.classes_)
+        except AttributeError:
+            return None
+
+    def _classes_hint(self) -> str:
+        return ", or pass classes=<all labels>"
+
+    def _prepare_fit(self, X, y, reset):
+        X, y = self._validate_X(X, y, reset=reset)
+        check_classification_targets(y)
+        if reset:
+            self.classes_inferred_ = np.unique(y)
+        classes = np.asarray(self.classes_)
+        order = np.argsort(classes, kind="stable")
+        pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
+        unknown = classes[order][pos] != y
+        if np.any(unknown):
+            raise ValueError(f"y contains labels not in classes_ {classes.tolist()}: "
+                             f"{np.unique(y[unknown]).tolist()}.")
+        return X, order[pos].astype(np.int64)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits), float64, columns as ``classes_``."""
+        return self._raw_predict(X).astype(np.float64)
+
+    def predict(self, X):
+        """The most probable label for each sample."""
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_)[proba.argmax(axis=1)]
+
+
+class GoldilocksRegressor(_GoldilocksNet, NeuralNetRegressor):
+    __doc__ = """Neural-network regressor with a controlled initialization radius (skorch).
+
+    Mean squared error on the module's outputs; ``y`` of shape ``(n,)`` or
+    ``(n, n_outputs)``, and ``predict`` returns the same shape (float64).
+    """ + _SHARED_DOC.format(what="predictions", criterion="torch.nn.MSELoss") + """
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+    n_outputs_ : int
+    n_features_in_ : int
+    history : skorch.History
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from goldisk import GoldilocksRegressor
+    >>> from goldisk.models import MLP
+    >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = X.sum(1)
+    >>> GoldilocksRegressor(MLP, module__hidden=(8,), max_epochs=1,
+    ...                     random_state=0).fit(X, y).predict(X).shape
+    (50,)
+    """
+
+    def __init__(self, module, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
+                 lr=1e-3, max_epochs=10, batch_size=128, train_split=None, verbose=0,
+                 init_scaler=None, subspace=None, dtype="float32", random_state=None,
+                 **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size,
+                         train_split=train_split, verbose=verbose, **kwargs)
+        self.init_scaler = init_scaler
+        self.subspace = subspace
+        self.dtype = dtype
+        self.random_state = random_state
+
+    def _n_outputs(self):
+        return getattr(self, "n_outputs_", None)
+
+    @available_if(lambda self: False)
+    def predict_proba(self, X):
+        """Not available for a regressor (skorch's would return raw outputs); use predict."""
+
+    def _prepare_fit(self, X, y, reset):
+        X, y = self._validate_X(X, y, reset=reset, multi_output=True, y_numeric=True)
+        y = np.asarray(y, dtype=X.dtype)
+        if reset:
+            self.y_ndim_ = y.ndim
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+        return X, y.reshape(len(y), -1)
+
+    def predict(self, X):
+        """Predictions, float64, of shape ``(n,)`` if ``y`` was 1-D at fit."""
+        out = self._raw_predict(X).astype(np.float64)
+        return out.ravel() if getattr(self, "y_ndim_", 2) == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,273 @@
+"""``CurvatureProbe``: curvature statistics of an (initialized or fitted) estimator."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .._flat import ParamLayout
+from .._rng import draw_seed
+from .._subspace import KINDS, SubspaceModule
+from ..curvature import hessian_statistics, model_state, subspace_hessian
+from ..curvature._hessian import MAX_FULL_D
+from ..projections import KINDS as PROJECTIONS
+from ..projections import make_projection
+from ._init_scaler import _check_choice
+from ._subspace_projector import _check_dim
+
+__all__ = ["CurvatureProbe"]
+
+LOSSES = ("auto", "cross_entropy", "mse")
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_STATS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
+_STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
+#: Every column ``measure`` can return that may serve as ``score``.
+SCORES = (*_STATS, *("g_" + s for s in _STATS), *("h_" + s for s in _STATS), "g_dominance",
+          *_STATE)
+
+
+class _Log(nn.Module):
+    """Logits ``log p`` for a module returning probabilities (skorch's NLLLoss nets)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return torch.log(self.module(x))
+
+
+def _loss_of_criterion(criterion) -> str | None:
+    if isinstance(criterion, nn.CrossEntropyLoss | nn.NLLLoss):
+        return "cross_entropy"
+    if isinstance(criterion, nn.MSELoss):
+        return "mse"
+    return None
+
+
+def resolve(estimator, X, y, prepared=False):
+    """``(module, X, y, loss)`` as measured: the plain torch module at the estimator's
+    current point, the data it sees, and the loss implied by its criterion (or None).
+    ``prepared=True``: ``(X, y)`` already are what the module sees (e.g. in a callback)."""
+    if isinstance(estimator, Pipeline):
+        return resolve(estimator[-1], estimator[:-1].transform(X), y)
+    from ._selector import GoldilocksSelector
+
+    if isinstance(estimator, GoldilocksSelector):
+        check_is_fitted(estimator, "best_estimator_")
+        return resolve(estimator.best_estimator_, X, y)
+    if isinstance(estimator, nn.Module):
+        y = np.asarray(y)
+        return estimator, np.asarray(X), y, None
+    if hasattr(estimator, "module_") or hasattr(estimator, "initialized_"):  # skorch net
+        estimator.check_is_fitted()
+        if prepared:
+            X, y = np.asarray(X), np.asarray(y)
+        elif hasattr(estimator, "_prepare_xy"):
+            X, y = estimator._prepare_xy(X, y)
+        else:
+            X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+        module = estimator.module_
+        if isinstance(module, SubspaceModule):
+            module = module.materialize()
+        loss = _loss_of_criterion(getattr(estimator, "criterion_", None))
+        if isinstance(getattr(estimator, "criterion_", None), nn.NLLLoss):
+            module = _Log(module)
+        if loss is None:
+            raise ValueError(
+                f"cannot infer the loss from criterion {estimator.criterion_!r}; "
+                "pass loss='cross_entropy' or loss='mse'."
+            )
+        return module, X, y, loss
+    raise ValueError(
+        "estimator must be a goldisk or skorch net, a Pipeline ending in one, a fitted "
+        f"GoldilocksSelector or a torch.nn.Module; got {type(estimator).__name__}."
+    )
+
+
+class CurvatureProbe(BaseEstimator):
+    """Exact loss curvature of an estimator on random subspaces through its current point.
+
+    For each of ``n_subspaces`` random ``dim``-dimensional subspaces, the exact
+    ``dim x dim`` Hessian of the mean training loss (and its Gauss-Newton part ``G`` and
+    H-term ``H - G``) is computed by :func:`goldisk.subspace_hessian` in float64, and
+    summarized by :func:`goldisk.hessian_statistics`. Inside the Goldilocks zone
+    ``trace_ratio = Tr(H)/||H||_F`` is large and positive (Fort & Scherlis 2019).
+
+    A probe is a valid ``scoring=`` entry: ``probe(estimator, X, y)`` is the mean of the
+    ``score`` column (higher is better; ``score="loss"`` gives the negative loss).
+
+    Parameters
+    ----------
+    dim : int or None, default=50
+        Subspace dimension. ``None``: the full space, exactly (only for ``D <= 20000``).
+    n_subspaces : int, default=3
+        Random subspaces per measurement (rows of :meth:`measure`).
+    kind : {"hyperplane", "hypersphere"}, default="hyperplane"
+    projection : {"auto", "dense", "sparse", "sparse-li", "fastfood"}, default="auto"
+    max_samples : int or None, default=1000
+        Random subset of ``(X, y)`` used (``None``: all samples).
+    batch_size : int, default=512
+    gauss_newton : bool, default=True
+        Also compute ``G`` and the H-term (columns ``g_*``, ``h_*``, ``g_dominance``).
+    score : str, default="trace_ratio"
+        The column averaged by ``__call__``: any of ``SCORES``.
+    loss : {"auto", "cross_entropy", "mse"}, default="auto"
+        ``"auto"``: from the net's criterion, or from the type of ``y`` for a module.
+    dtype : {"float64", "float32"}, default="float64"
+    random_state : None, int or generator, default=None
+        Seeds the subspaces and the subsample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from goldisk.models import MLP
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    >>> probe = CurvatureProbe(dim=5, n_subspaces=2, random_state=0)
+    >>> table = probe.measure(MLP(4, (6,), 3), X, y)
+    >>> table.shape[0], {"trace_ratio", "g_trace", "h_trace", "loss"} <= set(table)
+    (2, True)
+    """
+
+    def __init__(self, dim=50, n_subspaces=3, kind="hyperplane", projection="auto",
+                 max_samples=1000, batch_size=512, gauss_newton=True, score="trace_ratio",
+                 loss="auto", dtype="float64", random_state=None):
+        self.dim = dim
+        self.n_subspaces = n_subspaces
+        self.kind = kind
+        self.projection = projection
+        self.max_samples = max_samples
+        self.batch_size = batch_size
+        self.gauss_newton = gauss_newton
+        self.score = score
+        self.loss = loss
+        self.dtype = dtype
+        self.random_state = random_state
+
+    def _validate(self, D=None) -> None:
+        _check_dim(self.dim, "dim", D)
+        if self.dim is None and D is not None and D > MAX_FULL_D:
+            raise ValueError(f"dim=None asks for the full {D} x {D} Hessian, only supported "
+                             f"for D <= {MAX_FULL_D}; pass dim=50 (a random subspace).")
+        for name, lo in (("n_subspaces", 1), ("batch_size", 1), ("max_samples", 1)):
+            v = getattr(self, name)
+            if name == "max_samples" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}.")
+        _check_choice(self.kind, KINDS, "kind")
+        _check_choice(self.projection, tuple(k for k in PROJECTIONS if k != "identity"),
+                      "projection")
+        _check_choice(self.score, SCORES, "score")
+        _check_choice(self.loss, LOSSES, "loss")
+        _check_choice(self.dtype, tuple(_DTYPES), "dtype")
+        if not self.gauss_newton and self.score.startswith(("g_", "h_")):
+            raise ValueError(f"score={self.score!r} needs gauss_newton=True.")
+
+    def make_projections(self, D: int) -> list:
+        """The projections :meth:`measure` uses for a model with ``D`` parameters
+        (``[None]`` for ``dim=None``); identical across calls for an int ``random_state``."""
+        self._validate(D)
+        if self.dim is None:
+            return [None]
+        rng = np.random.default_rng(self._seed_sequence().spawn(1)[0])
+        return [make_projection(self.projection, D, int(self.dim),
+                                random_state=int(rng.integers(0, 2**62)))
+                for _ in range(self.n_subspaces)]
+
+    def _seed_sequence(self) -> np.random.SeedSequence:
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+            if rs is not None and rs < 0:
+                raise ValueError(f"random_state must be None or an int >= 0, got {rs}.")
+            return np.random.SeedSequence(rs)
+        try:
+            return np.random.SeedSequence(draw_seed(rs))
+        except TypeError as exc:
+            raise ValueError(f"invalid random_state: {exc}") from exc
+
+    def hessians(self, estimator, X, y):
+        """``(module, X, y, loss, [(projection, CurvatureResult), ...])`` as measured."""
+        return self._hessians(*resolve(estimator, X, y))
+
+    def _hessians(self, module, X, y, loss):
+        if self.loss != "auto":
+            loss = self.loss
+        elif loss is None:
+            loss = "mse" if np.issubdtype(np.asarray(y).dtype, np.floating) else "cross_entropy"
+        self._validate(ParamLayout(module).D)
+        if self.max_samples is not None and len(X) > self.max_samples:
+            rng = np.random.default_rng(self._seed_sequence().spawn(2)[1])
+            idx = np.sort(rng.choice(len(X), self.max_samples, replace=False))
+            X, y = X[idx], y[idx]
+        projections = self.make_projections(ParamLayout(module).D)
+        was_training = module.training
+        module.eval()
+        try:
+            results = [(P, subspace_hessian(
+                module, X, y, P, kind=self.kind, loss=loss, gauss_newton=self.gauss_newton,
+                batch_size=self.batch_size, dtype=_DTYPES[self.dtype]))
+                for P in projections]
+        finally:
+            module.train(was_training)
+        return module, X, y, loss, results
+
+    def measure(self, estimator, X, y) -> pd.DataFrame:
+        """Curvature and state statistics, one row per random subspace.
+
+        Parameters
+        ----------
+        estimator : net, Pipeline, GoldilocksSelector or torch.nn.Module
+            A goldisk or skorch net (initialized or fitted; a subspace net is measured
+            in the full parameter space around its current point), a Pipeline ending in
+            one (its earlier steps transform ``X``), a fitted
+            :class:`GoldilocksSelector`, or a torch module returning logits.
+        X, y : array-like
+            Data on which the mean loss is taken (labels as given to the estimator).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``subspace``, ``dim``, ``trace``, ``frobenius``, ``trace_ratio``,
+            ``frac_positive``, ``eig_min``, ``eig_max``, the same with prefixes ``g_``
+            (Gauss-Newton ``G``) and ``h_`` (H-term ``H - G``), ``g_dominance``
+            (``g_trace / |h_trace|``), and the state at the point: ``loss``,
+            ``accuracy``, ``confidence``, ``entropy``, ``logit_grad_norm``,
+            ``zero_logit_frac`` (classification only for the middle four).
+        """
+        return self._measure(*resolve(estimator, X, y))
+
+    def _measure(self, module, X, y, loss) -> pd.DataFrame:
+        module, X, y, loss, results = self._hessians(module, X, y, loss)
+        dtype = _DTYPES[self.dtype]
+        state = model_state(copy.deepcopy(module).eval(), X, y, loss=loss,
+                            batch_size=self.batch_size, dtype=dtype)
+        rows = []
+        for i, (_, res) in enumerate(results):
+            row = {"subspace": i, "dim": int(res.H.shape[-1]), **hessian_statistics(res.H)}
+            if res.G is not None:
+                row.update(hessian_statistics(res.G, "g_"))
+                row.update(hessian_statistics(res.Hterm, "h_"))
+                h = abs(row["h_trace"])
+                row["g_dominance"] = row["g_trace"] / h if h > 0 else float("inf")
+            row.update(state)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __call__(self, estimator, X, y) -> float:
+        """Mean of the ``score`` column (negated for ``"loss"``): a scikit-learn scorer."""
+        table = self.measure(estimator, X, y)
+        if self.score not in table:
+            raise ValueError(f"score={self.score!r} is not measured for this estimator "
+                             f"(regression?); use one of {list(table)[2:]}.")
+        value = float(table[self.score].mean())
+        return -value if self.score == "loss" else value

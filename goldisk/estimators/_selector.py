@@ -1,0 +1,200 @@
+"""``GoldilocksSelector``: choose the best of several random initializations, then fit it."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils import get_tags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .._rng import check_random_state
+from ._probe import SCORES, CurvatureProbe
+
+__all__ = ["GoldilocksSelector"]
+
+_MINIMIZED = ("loss",)
+
+
+def _net_prefix(estimator, path: str = "") -> str:
+    """``""`` for a net, ``"<step>__"`` (recursively) for a Pipeline ending in one."""
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        return _net_prefix(last, f"{path}{name}__")
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if "random_state" not in params or "max_epochs" not in params:
+        raise ValueError(
+            "estimator must be a goldisk net (with random_state and max_epochs parameters) "
+            f"or a Pipeline ending in one; got {type(estimator).__name__}."
+        )
+    return path
+
+
+def _delegate(method):
+    def check(self):
+        est = self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator
+        return hasattr(est, method)
+
+    return check
+
+
+class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
+    """Pick the initialization with the best curvature among random candidates, then fit it.
+
+    For each of ``n_candidates`` seeds drawn from ``random_state``, a clone of
+    ``estimator`` is initialized with that seed (``max_epochs=0``: no training, earlier
+    Pipeline steps fitted) and measured on the training data by ``probe``. The candidate
+    with the highest criterion (lowest for ``"loss"``) is then fitted from exactly that
+    initialization: the same seed gives the same initial parameters.
+
+    Parameters
+    ----------
+    estimator : GoldilocksClassifier, GoldilocksRegressor or Pipeline ending in one
+    n_candidates : int, default=16
+    criterion : str or callable, default="trace_ratio"
+        A column of :meth:`CurvatureProbe.measure`, averaged over the probe's subspaces:
+        ``"trace_ratio"`` (``Tr H / ||H||_F``), ``"frac_positive"`` (fraction of
+        positive eigenvalues), ``"g_dominance"`` (``g_trace / |h_trace|``: how much the
+        positive semi-definite Gauss-Newton part dominates), ``"loss"`` (minimized), or
+        any other of ``goldisk.estimators.SCORES`` (maximized). A callable
+        ``criterion(estimator, X, y) -> float`` (higher is better) receives the
+        initialized candidate.
+    probe : CurvatureProbe or None, default=None
+        ``None``: ``CurvatureProbe(dim=20, n_subspaces=1, max_samples=500)``. A probe
+        without ``random_state`` gets one seed for all candidates (the same subspaces).
+    refit : bool, default=True
+        Fit the best candidate (``best_estimator_``); ``False`` only ranks them.
+    random_state : None, int or numpy Generator, default=None
+
+    Attributes
+    ----------
+    candidates_ : pandas.DataFrame
+        One row per candidate: ``candidate``, ``seed``, ``score`` (the criterion) and the
+        probe's statistics (means over its subspaces).
+    best_index_ : int
+    best_seed_ : int
+    best_score_ : float
+    best_estimator_ : estimator
+        Fitted from the best candidate's initialization (when ``refit``).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from goldisk import CurvatureProbe, GoldilocksClassifier, GoldilocksSelector
+    >>> from goldisk.models import MLP
+    >>> X, y = load_digits(return_X_y=True)
+    >>> net = GoldilocksClassifier(MLP, module__hidden=(16,), max_epochs=1)
+    >>> sel = GoldilocksSelector(net, n_candidates=2, probe=CurvatureProbe(dim=4),
+    ...                          random_state=0).fit(X[:100] / 16, y[:100])
+    >>> sel.candidates_.shape[0], sel.best_index_ == sel.candidates_["score"].idxmax()
+    (2, True)
+    """
+
+    def __init__(self, estimator, n_candidates=16, criterion="trace_ratio", probe=None,
+                 refit=True, random_state=None):
+        self.estimator = estimator
+        self.n_candidates = n_candidates
+        self.criterion = criterion
+        self.probe = probe
+        self.refit = refit
+        self.random_state = random_state
+
+    def _validate(self) -> str:
+        n = self.n_candidates
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n_candidates must be an int >= 1, got {n!r}.")
+        if not callable(self.criterion) and self.criterion not in SCORES:
+            raise ValueError(f"criterion must be a callable or one of {list(SCORES)}, "
+                             f"got {self.criterion!r}.")
+        if self.probe is not None and not isinstance(self.probe, CurvatureProbe):
+            raise ValueError(f"probe must be None or a CurvatureProbe, got {self.probe!r}.")
+        if not isinstance(self.refit, bool | np.bool_):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}.")
+        return _net_prefix(self.estimator)
+
+    def fit(self, X, y, **fit_params):
+        """Measure ``n_candidates`` initializations on ``(X, y)`` and fit the best one.
+
+        ``fit_params`` go to the final ``fit`` of the best candidate.
+        """
+        prefix = self._validate()
+        try:
+            rng = check_random_state(self.random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid random_state: {exc}") from exc
+        seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=self.n_candidates)]
+        probe = CurvatureProbe(dim=20, n_subspaces=1, max_samples=500) if self.probe is None \
+            else clone(self.probe)
+        if probe.random_state is None:
+            probe.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
+        rows = []
+        for i, seed in enumerate(seeds):
+            cand = clone(self.estimator).set_params(
+                **{prefix + "random_state": seed, prefix + "max_epochs": 0})
+            cand.fit(X, y)
+            table = probe.measure(cand, X, y)
+            if callable(self.criterion):
+                score = float(self.criterion(cand, X, y))
+            else:
+                score = float(table[self.criterion].mean())
+            stats = table.drop(columns=["subspace"]).mean(numeric_only=True).to_dict()
+            rows.append({"candidate": i, "seed": seed, "score": score, **stats})
+        self.candidates_ = pd.DataFrame(rows)
+        scores = self.candidates_["score"].to_numpy(dtype=float)
+        if np.all(np.isnan(scores)):
+            warnings.warn("every candidate's criterion is NaN; keeping the first one.",
+                          RuntimeWarning, stacklevel=2)
+            best = 0
+        elif self.criterion in _MINIMIZED:
+            best = int(np.nanargmin(scores))
+        else:
+            best = int(np.nanargmax(scores))
+        self.best_index_ = best
+        self.best_seed_ = seeds[best]
+        self.best_score_ = float(scores[best])
+        if self.refit:
+            est = clone(self.estimator).set_params(**{prefix + "random_state": self.best_seed_})
+            self.best_estimator_ = est.fit(X, y, **fit_params)
+            if hasattr(est, "n_features_in_"):
+                self.n_features_in_ = est.n_features_in_
+        return self
+
+    @available_if(_delegate("predict"))
+    def predict(self, X):
+        """Predict with ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X)
+
+    @available_if(_delegate("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities from ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_proba(X)
+
+    def score(self, X, y, sample_weight=None):
+        """``best_estimator_.score`` (accuracy for classifiers, R^2 for regressors)."""
+        check_is_fitted(self, "best_estimator_")
+        kw = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return self.best_estimator_.score(X, y, **kw)
+
+    @property
+    def classes_(self):
+        """Labels of ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.classes_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        sub = get_tags(self.estimator)
+        tags.estimator_type = sub.estimator_type
+        tags.classifier_tags = copy.deepcopy(sub.classifier_tags)
+        tags.regressor_tags = copy.deepcopy(sub.regressor_tags)
+        tags.target_tags = copy.deepcopy(sub.target_tags)
+        tags.input_tags = copy.deepcopy(sub.input_tags)
+        return tags

@@ -1,0 +1,85 @@
+"""Dense Gaussian projection with exactly orthonormal columns (QR)."""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
+
+
+class DenseProjection(Projection):
+    """Dense random projection with orthonormal columns.
+
+    A ``D x d`` standard Gaussian matrix is drawn (in float64, on CPU) and orthonormalised
+    with a reduced QR decomposition (``torch.linalg.qr``); the signs of ``diag(R)`` are folded
+    into ``Q`` so that the result is Haar-distributed on the Stiefel manifold. The matrix is
+    stored as the buffer ``weight`` of shape ``(D, d)``, so memory is ``O(D d)``.
+
+    Parameters
+    ----------
+    D : int
+        Full dimension (rows), ``D >= 1``.
+    d : int
+        Subspace dimension (columns), ``1 <= d <= D``.
+    generator : None, int, numpy or torch generator, optional
+        Source of randomness, see :func:`goldisk.projections.make_projection`.
+    metric : array-like of shape (D,), optional
+        Positive row scales. The map becomes ``diag(metric) Q`` with every column rescaled to
+        unit norm (columns are then no longer exactly orthogonal unless ``metric`` is constant).
+    dtype : torch.dtype, default torch.float64
+        dtype of the stored matrix (randomness is always drawn in float64, so the same seed gives
+        the same map up to rounding in any dtype).
+
+    Examples
+    --------
+    >>> import torch
+    >>> P = DenseProjection(6, 2, generator=0)
+    >>> P(torch.ones(2, dtype=torch.float64)).shape
+    torch.Size([6])
+    >>> torch.allclose(P.gram(), torch.eye(2, dtype=torch.float64))
+    True
+    """
+
+    kind = "dense"
+
+    def __init__(self, D, d, generator=None, metric=None, dtype=torch.float64):
+        D = _check_D(D)
+        d = _check_d(d, D)
+        dtype = _check_dtype(dtype)
+        m = _check_metric(metric, D)
+        super().__init__(D, d)
+        g = as_torch_generator(generator)
+        A = torch.randn(D, d, generator=g, dtype=torch.float64)
+        Q, R = torch.linalg.qr(A, mode="reduced")
+        s = torch.sign(torch.diagonal(R))
+        Q = Q * torch.where(s == 0, torch.ones_like(s), s)
+        if m is not None:
+            Q = m[:, None] * Q
+            Q = Q / torch.linalg.vector_norm(Q, dim=0)
+        self.register_buffer("weight", Q.to(dtype).contiguous())
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        """Return ``P @ theta``: shape ``(..., d)`` -> ``(..., D)``."""
+        self._check_input(theta, self.d, "theta")
+        return torch.matmul(theta, self.weight.mT)
+
+    def transpose(self, v: torch.Tensor) -> torch.Tensor:
+        """Return ``P^T @ v``: shape ``(..., D)`` -> ``(..., d)``."""
+        self._check_input(v, self.D, "v")
+        return torch.matmul(v, self.weight)
+
+    @property
+    def nnz(self) -> int:
+        """``D*d``: every entry is stored."""
+        return self.D * self.d
+
+    @torch.no_grad()
+    def to_dense(self) -> torch.Tensor:
+        """Return a copy of the stored ``D x d`` matrix."""
+        self._check_dense_size()
+        return self.weight.clone()
+
+    @torch.no_grad()
+    def column_norms(self) -> torch.Tensor:
+        """Euclidean norms of the columns of ``weight``."""
+        return torch.linalg.vector_norm(self.weight, dim=0)

@@ -1,0 +1,115 @@
+"""skorch callbacks: RadiusTracker, CurvatureTracker, ZeroLogitTracker, NonFiniteStopper."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from skorch import NeuralNetClassifier
+
+from goldisk import CurvatureProbe, GoldilocksClassifier, InitScaler, SubspaceProjector, radius
+from goldisk._flat import parameter_vector
+from goldisk.callbacks import (
+    CurvatureTracker,
+    NonFiniteStopper,
+    NonFiniteTrainingError,
+    RadiusTracker,
+    ZeroLogitTracker,
+)
+from goldisk.models import MLP
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:200] / 16.0, y[:200]
+
+
+def net_(callbacks, **kw):
+    params = dict(module__hidden=(16,), max_epochs=3, lr=1e-2, random_state=0)
+    params.update(kw)
+    return GoldilocksClassifier(MLP, callbacks=callbacks, **params)
+
+
+def test_radius_tracker_full_space(digits):
+    X, y = digits
+    tracker = RadiusTracker()
+    net = net_([tracker], init_scaler=InitScaler(1.0)).fit(X, y)
+    radii, dists = net.history[:, "radius"], net.history[:, "distance_from_init"]
+    assert len(radii) == 3 and radii[-1] == pytest.approx(radius(net.module_), rel=1e-6)
+    assert dists[-1] == pytest.approx(float(
+        (parameter_vector(net.module_) - tracker.initial_).double().norm()), rel=1e-6)
+    assert 0 < dists[0] < dists[-1]
+    start = GoldilocksClassifier(MLP, module__hidden=(16,), max_epochs=0, random_state=0,
+                                 init_scaler=InitScaler(1.0)).fit(X, y)
+    torch.testing.assert_close(tracker.initial_, parameter_vector(start.module_))
+    net.partial_fit(X, y)  # continues: the initial point is kept
+    assert len(net.history) == 6 and net.history[-1, "distance_from_init"] > dists[-1]
+
+
+def test_radius_tracker_subspace_records_full_point(digits):
+    X, y = digits
+    sub = SubspaceProjector(dim=10, kind="hypersphere")
+    net = net_([RadiusTracker(prefix="w_")], subspace=sub, lr=0.1).fit(X, y)
+    r0 = float(net.module_.r0)
+    np.testing.assert_allclose(net.history[:, "w_radius"], r0, rtol=1e-5)
+    assert net.history[-1, "w_distance_from_init"] > 0
+
+
+def test_curvature_tracker_every_and_values(digits):
+    X, y = digits
+    probe = CurvatureProbe(dim=4, n_subspaces=1, max_samples=50, random_state=0)
+    net = net_([CurvatureTracker(probe, every=2)], max_epochs=4).fit(X, y)
+    recorded = [("curv_trace_ratio" in row) for row in net.history]
+    assert recorded == [False, True, False, True]
+    last = probe.measure(net, X, y)
+    assert net.history[-1, "curv_trace_ratio"] == pytest.approx(last["trace_ratio"][0],
+                                                                 rel=1e-10)
+    assert net.history[-1, "curv_g_trace"] == pytest.approx(last["g_trace"][0], rel=1e-10)
+
+
+def test_curvature_tracker_given_data_and_subspace(digits):
+    X, y = digits
+    labels = np.array(["a", "b", "c"])[y % 3]
+    probe = CurvatureProbe(dim=3, n_subspaces=1, random_state=0)
+    tracker = CurvatureTracker(probe, X=X[:40], y=labels[:40], prefix="val_")
+    net = net_([tracker], subspace=SubspaceProjector(dim=10), max_epochs=1).fit(X, labels)
+    assert net.history[-1, "val_loss"] == pytest.approx(
+        probe.measure(net, X[:40], labels[:40])["loss"][0], rel=1e-10)
+    with pytest.raises(ValueError, match="every"):
+        net_([CurvatureTracker(probe, every=0)]).fit(X, y)
+
+
+def test_zero_logit_tracker(digits):
+    X, y = digits
+    net = net_([ZeroLogitTracker()], module__bias=False).fit(X, y)
+    fracs = net.history[:, "zero_logit_frac"]
+    assert len(fracs) == 3 and all(0 <= f <= 1 for f in fracs)
+    labels = np.array(["a", "b", "c"])[y % 3]  # X alone is prepared, whatever the labels
+    zeros = net_([ZeroLogitTracker(X=np.zeros((5, 64)))], module__bias=False).fit(X, labels)
+    assert zeros.history[:, "zero_logit_frac"] == [1.0, 1.0, 1.0]  # no bias: f(0) = 0
+
+
+def test_non_finite_stopper_raises_or_stops(digits):
+    X, y = digits
+    huge = InitScaler(radius=1e30)  # logits overflow float32 at once
+    with pytest.raises(NonFiniteTrainingError, match="init_scaler__radius=1e\\+30"):
+        net_([NonFiniteStopper()], init_scaler=huge).fit(X, y)
+    with pytest.warns(RuntimeWarning, match="Training stopped"):
+        net = net_([NonFiniteStopper(on_nonfinite="stop")], init_scaler=huge).fit(X, y)
+    assert len(net.history) == 1 and net.history[-1, "nonfinite"] is True
+    ok = net_([NonFiniteStopper()], init_scaler=InitScaler(1.0)).fit(X, y)
+    assert len(ok.history) == 3
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        net_([NonFiniteStopper(on_nonfinite="ignore")]).fit(X, y)
+
+
+def test_callbacks_work_with_plain_skorch_nets(digits):
+    X, y = digits
+    net = NeuralNetClassifier(MLP, module__in_features=64, module__hidden=(8,),
+                              criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+                              train_split=None, verbose=0,
+                              callbacks=[RadiusTracker(), ZeroLogitTracker(),
+                                         CurvatureTracker(CurvatureProbe(dim=3,
+                                                                         n_subspaces=1))])
+    net.fit(X.astype(np.float32), y)
+    assert len(net.history[:, "curv_trace"]) == 2 and len(net.history[:, "radius"]) == 2

@@ -1,0 +1,272 @@
+"""CurvatureProbe (against the engine and brute force), GoldilocksSelector, model selection."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import brute_force_gauss_newton, brute_force_hessian
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+
+from goldisk import (
+    CurvatureProbe,
+    GoldilocksClassifier,
+    GoldilocksRegressor,
+    GoldilocksSelector,
+    InitScaler,
+    SubspaceProjector,
+    hessian_statistics,
+    subspace_hessian,
+)
+from goldisk._flat import ParamLayout
+from goldisk.callbacks import RadiusTracker
+from goldisk.models import MLP
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:200] / 16.0, y[:200]
+
+
+def small_net(**kw):
+    params = dict(module__hidden=(8,), max_epochs=1, lr=1e-2, random_state=0)
+    params.update(kw)
+    return GoldilocksClassifier(MLP, **params)
+
+
+def tiny_data(n=30, d=3, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, classes, n)
+
+
+def rel_err(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+# ----------------------------------------------------------------------------- probe
+def test_measure_columns_rows_and_determinism(digits):
+    X, y = digits
+    net = small_net(max_epochs=0).fit(X, y)
+    probe = CurvatureProbe(dim=6, n_subspaces=2, max_samples=100, random_state=0)
+    table = probe.measure(net, X, y)
+    assert isinstance(table, pd.DataFrame) and len(table) == 2
+    expected = {"trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max",
+                "g_trace", "g_trace_ratio", "g_frac_positive", "h_trace", "h_frobenius",
+                "g_dominance", "loss", "accuracy", "confidence", "entropy",
+                "logit_grad_norm", "zero_logit_frac", "dim", "subspace"}
+    assert expected <= set(table.columns)
+    assert (table["dim"] == 6).all() and list(table["subspace"]) == [0, 1]
+    pd.testing.assert_frame_equal(table, probe.measure(net, X, y))
+    np.testing.assert_allclose(table["trace"], table["g_trace"] + table["h_trace"], rtol=1e-10)
+    assert probe(net, X, y) == pytest.approx(table["trace_ratio"].mean(), rel=1e-12)
+    loss_probe = clone(probe).set_params(score="loss")
+    assert loss_probe(net, X, y) == pytest.approx(-table["loss"].mean(), rel=1e-12)
+
+
+def test_probe_equals_engine_and_brute_force():
+    X, y = tiny_data()
+    net = GoldilocksClassifier(MLP, module__hidden=(4,), module__activation="tanh",
+                               dtype="float64", max_epochs=0, random_state=1).fit(X, y)
+    module = net.module_
+    D = ParamLayout(module).D
+    probe = CurvatureProbe(dim=5, n_subspaces=2, max_samples=None, random_state=3)
+    table = probe.measure(net, X, y)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    H_full = brute_force_hessian(module, Xt, yt)
+    G_full = brute_force_gauss_newton(module, Xt, yt)
+    for i, P in enumerate(probe.make_projections(D)):
+        Pm = P.to_dense()
+        H_bf, G_bf = Pm.T @ H_full @ Pm, Pm.T @ G_full @ Pm
+        res = subspace_hessian(module, X, y, P)  # the engine, same projection
+        assert rel_err(res.H, H_bf) <= 1e-8 and rel_err(res.G, G_bf) <= 1e-8
+        for stats, ref in ((hessian_statistics(res.H), hessian_statistics(H_bf)),
+                           (hessian_statistics(res.G, "g_"), hessian_statistics(G_bf, "g_"))):
+            for key, value in stats.items():
+                assert table.loc[i, key] == pytest.approx(value, rel=1e-12, abs=1e-14)
+                assert table.loc[i, key] == pytest.approx(ref[key], rel=1e-8, abs=1e-12)
+
+
+def test_full_space_probe_is_exact():
+    X, y = tiny_data()
+    net = GoldilocksClassifier(MLP, module__hidden=(4,), dtype="float64", max_epochs=0,
+                               random_state=0).fit(X, y)
+    table = CurvatureProbe(dim=None, max_samples=None).measure(net, X, y)
+    H = brute_force_hessian(net.module_, torch.as_tensor(X), torch.as_tensor(y))
+    ref = hessian_statistics(H)
+    assert len(table) == 1 and table.loc[0, "dim"] == H.shape[0]
+    for key, value in ref.items():
+        assert table.loc[0, key] == pytest.approx(value, rel=1e-8, abs=1e-12)
+
+
+def test_measure_resolves_pipelines_subspaces_selectors_and_modules(digits):
+    X, y = digits
+    net = small_net(subspace=SubspaceProjector(dim=10), max_epochs=2)
+    pipe = make_pipeline(StandardScaler(), net).fit(X, y)
+    probe = CurvatureProbe(dim=4, n_subspaces=1, max_samples=80, random_state=0)
+    by_pipe = probe.measure(pipe, X, y)
+    module = pipe[-1].module_.materialize()  # full space around w(theta)
+    by_module = probe.measure(module, pipe[0].transform(X).astype(np.float32), y)
+    pd.testing.assert_frame_equal(by_pipe, by_module)
+    sel = GoldilocksSelector(small_net(), n_candidates=2, probe=probe, random_state=0)
+    sel.fit(X, y)
+    pd.testing.assert_frame_equal(probe.measure(sel, X, y),
+                                  probe.measure(sel.best_estimator_, X, y))
+
+
+def test_measure_plain_skorch_nets_nll_equals_cross_entropy():
+    X, y = tiny_data()
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    logits = MLP(3, (5,), 3)
+    ce = NeuralNetClassifier(logits, criterion=torch.nn.CrossEntropyLoss, max_epochs=0,
+                             train_split=None).fit(X, y)
+    nll = NeuralNetClassifier(torch.nn.Sequential(logits, torch.nn.Softmax(dim=-1)),
+                              max_epochs=0, train_split=None).fit(X, y)  # NLLLoss on probs
+    probe = CurvatureProbe(dim=4, n_subspaces=1, random_state=0)
+    a, b = probe.measure(ce, X, y), probe.measure(nll, X, y)
+    for key in ("trace", "frobenius", "g_trace", "loss", "accuracy"):
+        assert a.loc[0, key] == pytest.approx(b.loc[0, key], rel=1e-6)
+
+
+def test_measure_regressor_uses_mse():
+    X, _ = tiny_data()
+    y = X.sum(1)
+    reg = GoldilocksRegressor(MLP, module__hidden=(4,), max_epochs=0, random_state=0)
+    table = CurvatureProbe(dim=3, n_subspaces=1, random_state=0).measure(reg.fit(X, y), X, y)
+    assert "accuracy" not in table and table.loc[0, "g_trace"] > 0
+    with pytest.raises(ValueError, match="score='accuracy'"):
+        CurvatureProbe(dim=3, n_subspaces=1, score="accuracy")(reg, X, y)
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"dim": 0}, "dim"), ({"dim": 10_000}, "dim"), ({"dim": 2.5}, "dim"),
+    ({"kind": "torus"}, "kind"), ({"projection": "magic"}, "projection"),
+    ({"score": "nope"}, "score"), ({"loss": "hinge"}, "loss"), ({"n_subspaces": 0},
+                                                                 "n_subspaces"),
+    ({"dtype": "float16"}, "dtype"), ({"gauss_newton": False, "score": "g_trace"}, "score"),
+    ({"random_state": -3}, "random_state"), ({"random_state": "x"}, "random_state"),
+])
+def test_probe_invalid_parameters(params, name):
+    X, y = tiny_data()
+    with pytest.raises(ValueError, match=name):
+        CurvatureProbe(**params).measure(MLP(3, (10,), 3), X, y)  # D = 73
+
+
+def test_probe_full_space_refused_for_large_D():
+    X, y = tiny_data(d=784)
+    with pytest.raises(ValueError, match="dim=None"):
+        CurvatureProbe(dim=None).measure(MLP(784, (30,), 3), X, y)  # D = 23,643
+
+
+# ----------------------------------------------------------------------------- selector
+@pytest.mark.parametrize("criterion", ["trace_ratio", "loss", "g_dominance"])
+def test_selector_choice_and_initialization(digits, criterion):
+    X, y = digits
+    net = small_net(callbacks=[("radius", RadiusTracker())])
+    probe = CurvatureProbe(dim=5, n_subspaces=1, max_samples=100, random_state=0)
+    sel = GoldilocksSelector(net, n_candidates=3, criterion=criterion, probe=probe,
+                             random_state=0).fit(X, y)
+    table = sel.candidates_
+    assert len(table) == 3 and {"seed", "score", "trace_ratio", "g_trace"} <= set(table)
+    np.testing.assert_array_equal(table["score"], table[criterion])
+    best = table["score"].idxmin() if criterion == "loss" else table["score"].idxmax()
+    assert sel.best_index_ == best and sel.best_seed_ == table.loc[best, "seed"]
+    # The candidate, re-initialized from its seed, reproduces its row of the table ...
+    cand = clone(net).set_params(random_state=sel.best_seed_, max_epochs=0).fit(X, y)
+    row = probe.measure(cand, X, y).iloc[0]
+    assert row["trace_ratio"] == pytest.approx(table.loc[best, "trace_ratio"], rel=1e-12)
+    # ... and the fitted model started from exactly those parameters.
+    start = dict(sel.best_estimator_.callbacks_)["radius"].initial_
+    torch.testing.assert_close(start, torch.nn.utils.parameters_to_vector(
+        cand.module_.parameters()), rtol=0, atol=0)
+    assert len(sel.best_estimator_.history) == 1
+    assert sel.score(X, y) == sel.best_estimator_.score(X, y)
+    np.testing.assert_array_equal(sel.classes_, np.arange(10))
+    assert sel.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_selector_reproducible_callable_and_regressor(digits):
+    X, y = digits
+    make = lambda: GoldilocksSelector(small_net(), n_candidates=2,  # noqa: E731
+                                      probe=CurvatureProbe(dim=4, n_subspaces=1), random_state=5)
+    a, b = make().fit(X, y), make().fit(X, y)
+    pd.testing.assert_frame_equal(a.candidates_, b.candidates_)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(c.predict(X), a.predict(X))
+    assert clone(a).get_params()["probe__dim"] == 4
+    sel = GoldilocksSelector(small_net(), n_candidates=2, criterion=lambda e, X, y: e.score(X, y),
+                             probe=CurvatureProbe(dim=4, n_subspaces=1), random_state=0).fit(X, y)
+    assert sel.best_index_ == sel.candidates_["score"].idxmax()
+    reg = GoldilocksRegressor(MLP, module__hidden=(8,), max_epochs=1, random_state=0)
+    rsel = GoldilocksSelector(reg, n_candidates=2, criterion="loss", random_state=0)
+    rsel.fit(X, X[:, :4].sum(1))
+    assert rsel.predict(X[:5]).shape == (5,) and not hasattr(rsel, "predict_proba")
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"n_candidates": 0}, "n_candidates"), ({"criterion": "best"}, "criterion"),
+    ({"probe": "probe"}, "probe"), ({"refit": "yes"}, "refit"),
+    ({"random_state": "seed"}, "random_state"),
+])
+def test_selector_invalid_parameters(digits, params, name):
+    X, y = digits
+    with pytest.raises(ValueError, match=name):
+        GoldilocksSelector(small_net(), **params).fit(X, y)
+    with pytest.raises(ValueError, match="estimator"):
+        GoldilocksSelector(StandardScaler()).fit(X, y)
+
+
+def test_selector_in_pipeline_and_grid_search(digits):
+    X, y = digits
+    sel = GoldilocksSelector(small_net(), n_candidates=2,
+                             probe=CurvatureProbe(dim=4, n_subspaces=1), random_state=0)
+    pipe = make_pipeline(StandardScaler(), sel).fit(X, y)
+    assert pipe.score(X, y) == pipe[-1].best_estimator_.score(pipe[0].transform(X), y)
+    grid = GridSearchCV(sel, {"estimator__init_scaler": [InitScaler(0.5), InitScaler(2.0)]},
+                        cv=2, error_score="raise").fit(X, y)
+    assert len(grid.cv_results_["mean_test_score"]) == 2
+
+
+# ----------------------------------------------------------------------------- model selection
+def test_grid_and_randomized_search_with_probe_scoring(digits):
+    X, y = digits
+    net = small_net(init_scaler=InitScaler(radius=1.0), subspace=SubspaceProjector(dim=10))
+    pipe = make_pipeline(StandardScaler(), net)
+    scoring = {"acc": "accuracy",
+               "curv": CurvatureProbe(dim=4, n_subspaces=1, max_samples=60, random_state=0)}
+    grid = GridSearchCV(pipe, {"goldilocksclassifier__init_scaler__radius": [0.5, 2.0],
+                               "goldilocksclassifier__subspace__dim": [5, 20],
+                               "goldilocksclassifier__subspace__kind": ["hyperplane",
+                                                                       "hypersphere"]},
+                        scoring=scoring, refit="acc", cv=2, error_score="raise").fit(X, y)
+    results = pd.DataFrame(grid.cv_results_)
+    assert len(results) == 8 and results["mean_test_curv"].notna().all()
+    assert {"param_goldilocksclassifier__subspace__kind", "rank_test_acc"} <= set(results)
+    best = grid.best_estimator_[-1]
+    assert best.subspace.dim == grid.best_params_["goldilocksclassifier__subspace__dim"]
+    assert best.module_.d == best.subspace.dim
+    assert net.subspace.dim == 10  # the original was cloned, never modified
+    rand = RandomizedSearchCV(pipe, {"goldilocksclassifier__init_scaler__radius":
+                                     np.logspace(-1, 1, 5)}, n_iter=2, scoring=scoring,
+                              refit="curv", cv=2, random_state=0, error_score="raise")
+    rand.fit(X, y)
+    assert pd.DataFrame(rand.cv_results_)["mean_test_curv"].notna().all()
+
+
+def test_cross_validate_in_two_processes(digits):
+    X, y = digits
+    probe = CurvatureProbe(dim=4, n_subspaces=1, max_samples=60, random_state=0)
+    cv = cross_validate(small_net(subspace=SubspaceProjector(dim=10)), X, y, cv=2, n_jobs=2,
+                        scoring={"acc": "accuracy", "curv": probe}, error_score="raise")
+    serial = cross_validate(small_net(subspace=SubspaceProjector(dim=10)), X, y, cv=2,
+                            scoring={"acc": "accuracy", "curv": probe}, error_score="raise")
+    np.testing.assert_allclose(cv["test_curv"], serial["test_curv"], rtol=1e-6)
+    np.testing.assert_array_equal(cv["test_acc"], serial["test_acc"])
