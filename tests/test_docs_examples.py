@@ -18,7 +18,7 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
 
 
-@pytest.mark.parametrize("page", ["user_guide.md", "api.md"])
+@pytest.mark.parametrize("page", ["user_guide.md", "api.md", "../README.md"])
 def test_code_blocks_run(page, capsys):
     blocks = python_blocks(DOCS / page)
     assert blocks, f"no python blocks in {page}"
@@ -28,6 +28,8 @@ def test_code_blocks_run(page, capsys):
             exec(compile(block, f"{page}[block {i}]", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message says which block
             raise AssertionError(f"{page}, block {i} failed:\n{block}") from exc
+    if page == "../README.md":
+        assert namespace["res"].H.shape == (50, 50) and len(namespace["grid"].param_grid) == 2
     if page == "user_guide.md":
         assert namespace["grid"].best_params_ and len(namespace["results"]) == 6
         assert namespace["selector"].best_index_ in range(4)
