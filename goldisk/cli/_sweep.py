@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"))
     p.add_argument("--hessian-samples", type=int, default=1000,
                    help="samples in the Hessian's mean loss (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--float32", action="store_true", help="float32 instead of float64")
     add_backend_arguments(p)
 

@@ -97,7 +97,7 @@ def _auto_chunk(model, layout, w, xb, n_dirs, n_scales, device):
     """Directions per vmap chunk and radii per vectorized group for a memory budget.
 
     The tangent activations of one direction on one batch take about six times the
-    activations of the batch; the budget is 1 GiB on CPU and a quarter of the free memory
+    activations of the batch. The budget is 2 GiB on CPU and a quarter of the free memory
     on a GPU. On CPU radii are never vectorized (no speed gain, only memory); on a GPU
     they are, as far as the budget allows, so that one call does the work of many.
     """
@@ -120,7 +120,7 @@ def _auto_chunk(model, layout, w, xb, n_dirs, n_scales, device):
         free, _ = torch.cuda.mem_get_info(device)
         budget = free // 4
     else:
-        budget = 2**30
+        budget = 2 * 2**30
     chunk = int(max(1, min(n_dirs, budget // per_dir)))
     if device.type != "cuda" or chunk < n_dirs:
         return chunk, 1
