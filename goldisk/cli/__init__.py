@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _sweep
+from . import _decompose, _reproduce, _select, _subspace_train, _sweep, _trajectory
 from ._common import CLIError
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [_sweep]
+SUBCOMMANDS = [_sweep, _subspace_train, _select, _trajectory, _decompose, _reproduce]
 
 
 def build_parser() -> argparse.ArgumentParser:

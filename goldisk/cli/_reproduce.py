@@ -77,7 +77,10 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/reproduce")
-    p.add_argument("--model", default="mlp", help="architecture (default: %(default)s)")
+    from ..models import MODEL_NAMES
+
+    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
+                   help="architecture (default: %(default)s)")
     p.add_argument("--hidden", default="32,32", help="MLP widths (default: %(default)s)")
     p.add_argument("--experiments", default=",".join(EXPERIMENTS),
                    help="comma-separated subset of %(default)s")
@@ -95,7 +98,13 @@ def run(args) -> int:
         raise CLIError(f"--experiments must be a subset of {','.join(EXPERIMENTS)}; got "
                        f"{args.experiments!r}")
     hidden = parse_ints(args.hidden, "--hidden")
-    load_data(args)  # validate the data options before creating the folder
+    ds = load_data(args)  # validate the data and model options before creating the folder
+    try:
+        from ..experiments._report import build_model
+
+        build_model(args.model, ds.n_features, ds.n_classes, hidden)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--model {args.model}: {exc}") from None
     out = prepare_output(args.out, args.force, args.resume)
     table = reproduce(out, dataset=args.dataset, data_root=args.data_root,
                       download=args.download, model=args.model, hidden=hidden, seed=args.seed,

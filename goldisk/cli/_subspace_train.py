@@ -1,0 +1,62 @@
+"""``goldisk subspace-train``: train inside random hyperplanes and hyperspheres (Fort Fig. 2)."""
+
+from __future__ import annotations
+
+from ._common import CLIError, add_common_arguments, parse_floats, parse_ints, prepare_output
+from ._reproduce import add_model_arguments, config_of, positive, prepare, title_of
+
+NAME = "subspace-train"
+HELP = "validation accuracy inside random d-dim hyperplanes/hyperspheres at radius r"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(NAME, help=HELP, description=HELP)
+    add_common_arguments(p, "out/subspace-train")
+    add_model_arguments(p)
+    p.add_argument("--radii", default="0.01,0.1,0.3,1,3,10,100",
+                   help="radius ratios r/r_ref (default: %(default)s)")
+    p.add_argument("--dims", default="10,30,100,300", help="subspace dimensions d")
+    p.add_argument("--kinds", default="hyperplane,hypersphere")
+    p.add_argument("--n-repeats", type=int, default=2, help="random (init, subspace) draws")
+    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--projection", default="dense",
+                   choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--lr", type=float, default=3e-2, help="learning rate of theta")
+    p.add_argument("--full-lr", type=float, default=1e-3, help="learning rate in full space")
+    p.add_argument("--no-full", action="store_true", help="skip the full-space baseline")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def run(args) -> int:
+    from ..experiments import SUBSPACE_COLUMNS, subspace_train
+    from ..experiments._report import ResultFolder, finalize_subspace_train
+
+    radii = parse_floats(args.radii, "--radii")
+    dims = parse_ints(args.dims, "--dims")
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if not kinds or any(k not in ("hyperplane", "hypersphere") for k in kinds):
+        raise CLIError(f"--kinds must be hyperplane and/or hypersphere, got {args.kinds!r}")
+    positive(args.n_repeats, "--n-repeats")
+    positive(args.epochs, "--epochs", 0)
+    positive(args.batch_size, "--batch-size")
+    X, y, Xv, yv, model = prepare(args)
+    out = prepare_output(args.out, args.force, args.resume)
+    config = config_of(args, radii=radii, dims=sorted(set(dims)), kinds=kinds)
+    folder = ResultFolder(out, "subspace_train", SUBSPACE_COLUMNS, config, args.resume,
+                          args.device, compare=("radii", "dims", "kinds", "n_repeats", "seed",
+                                                "dataset", "model", "hidden", "epochs", "lr"))
+    subspace_train(model, X, y, Xv, yv, radii=radii, dims=dims, kinds=kinds,
+                   n_repeats=args.n_repeats, reference=args.reference,
+                   projection=args.projection, optimizer=args.optimizer, lr=args.lr,
+                   full_space=not args.no_full, full_lr=args.full_lr, epochs=args.epochs,
+                   batch_size=args.batch_size, device=args.device, random_state=args.seed,
+                   progress=not args.no_progress, done=folder.done, on_result=folder.save)
+    df = folder.read()
+    summary = finalize_subspace_train(df, out, title=f"training in random subspaces: "
+                                                     f"{title_of(args)}")
+    seconds = folder.finish(summary=summary)
+    print(f"wrote {folder.csv} ({len(df)} rows), intrinsic_dimension.csv and "
+          f"subspace_train.png in {seconds:.1f} s")
+    return 0

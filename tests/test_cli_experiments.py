@@ -1,0 +1,153 @@
+"""Every experiment subcommand at a tiny size: outputs, resuming, errors, the report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from goldisk.cli import main
+from goldisk.experiments import (
+    DECOMPOSE_COLUMNS,
+    SELECT_COLUMNS,
+    SUBSPACE_COLUMNS,
+    TRAJECTORY_COLUMNS,
+    intrinsic_dimension,
+)
+
+TINY = ["--dataset", "circles", "--max-samples", "120", "--hidden", "8", "--no-progress"]
+COMMANDS = {
+    "subspace-train": (["--radii", "0.1,1,10", "--dims", "2,6", "--n-repeats", "1",
+                        "--epochs", "2", "--lr", "0.05"], "subspace_train", SUBSPACE_COLUMNS,
+                       ["subspace_train.png"]),
+    "select": (["--n-inits", "6", "--dim", "4", "--epochs", "2", "--hessian-samples", "60",
+                "--permutations", "99"], "select", SELECT_COLUMNS,
+               ["select.png", "select_slopes.png"]),
+    "trajectory": (["--radii", "0.1,3", "--epochs", "2", "--n-repeats", "1",
+                    "--records-per-epoch", "2"], "trajectory", TRAJECTORY_COLUMNS,
+                   ["trajectory.png"]),
+    "decompose": (["--alphas", "0.1,1,10", "--dim", "4", "--n-subspaces", "2", "--n-inits",
+                   "6", "--init-dim", "3", "--train-alphas", "0.3,3", "--steps", "6",
+                   "--records", "3"], "decompose", DECOMPOSE_COLUMNS,
+                  ["decompose_curvature.png", "decompose_inits.png",
+                   "decompose_training.png"]),
+}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    done = {}
+    for name, (args, *_rest) in COMMANDS.items():
+        out = root / name
+        assert main([name, "--out", str(out), *TINY, *args]) == 0
+        done[name] = out
+    return done
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_subcommand_outputs(outputs, name):
+    _, stem, columns, figures = COMMANDS[name]
+    out = outputs[name]
+    df = pd.read_csv(out / f"{stem}.csv")
+    assert list(df.columns) == columns and len(df) > 0
+    assert (df.groupby("unit").size() == df.groupby("unit")["unit_rows"].first()).all()
+    for fig in figures:
+        png = out / fig
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert 5_000 < png.stat().st_size < 300_000
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["command"] == name and cfg["dataset"] == "circles" and cfg["seed"] == 0
+    assert {"torch", "numpy", "python", "device"} <= set(cfg["environment"])
+    assert cfg["rows"] == len(df) and cfg["seconds"] > 0 and "summary" in cfg
+
+
+def test_subspace_train_sanity(outputs):
+    out = outputs["subspace-train"]
+    df = pd.read_csv(out / "subspace_train.csv")
+    assert df["val_acc"].between(0, 1).all()
+    sphere = df[df["kind"] == "hypersphere"]
+    np.testing.assert_allclose(sphere["final_radius"], sphere["radius"], rtol=1e-5)
+    dint = pd.read_csv(out / "intrinsic_dimension.csv")
+    assert set(dint["relative"]) == {True, False}
+    # d_int is monotone in the threshold, for both conventions
+    for relative in (True, False):
+        d = np.stack([intrinsic_dimension(df, t, relative=relative)
+                      .sort_values(["kind", "radius_ratio"])["d_int"].to_numpy()
+                      for t in np.linspace(0.1, 1.0, 10)])
+        d = np.where(np.isnan(d), np.inf, d)
+        assert (d[1:] >= d[:-1]).all()
+
+
+def test_decompose_sanity(outputs):
+    df = pd.read_csv(outputs["decompose"] / "decompose.csv")
+    sc = df[df["part"] == "scale"].set_index(["repeat", "alpha"])
+    tp = df[df["part"] == "temperature"].set_index(["repeat", "alpha"])
+    # temperature alpha^-L recreates the curvature statistics of the scale alpha
+    np.testing.assert_allclose(sc["trace_ratio"], tp.loc[sc.index, "trace_ratio"], atol=1e-8)
+    assert df["homogeneous"].all() and (df["depth"] == 2).all()
+    cfg = json.loads((outputs["decompose"] / "config.json").read_text())
+    assert cfg["bias"] is False and cfg["homogeneous"] is True
+
+
+def test_existing_output_refused_then_forced(outputs, capsys):
+    out = outputs["trajectory"]
+    args = ["trajectory", "--out", str(out), *TINY, *COMMANDS["trajectory"][0]]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and len(err.splitlines()) == 1
+
+
+def test_resume_finishes_a_killed_run_identically(tmp_path):
+    args = ["subspace-train", *TINY, *COMMANDS["subspace-train"][0]]
+    full = tmp_path / "full"
+    assert main([*args, "--out", str(full)]) == 0
+    ref = pd.read_csv(full / "subspace_train.csv")
+    # simulate a run killed while writing: keep 4 units and half a line of the fifth
+    text = (full / "subspace_train.csv").read_text().splitlines(keepends=True)
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "subspace_train.csv").write_text("".join(text[:5]) + text[5][:20])
+    (part / "config.json").write_text((full / "config.json").read_text())
+    assert main([*args, "--out", str(part), "--resume"]) == 0
+    got = pd.read_csv(part / "subspace_train.csv")
+    assert len(got) == len(ref) and got["unit"].is_unique
+    cols = ["val_acc", "train_loss", "final_radius"]
+    a = got.set_index("unit").loc[ref["unit"], cols].to_numpy(float)
+    np.testing.assert_allclose(a, ref[cols].to_numpy(float))
+    # resuming with other settings is refused
+    assert main([*args, "--out", str(part), "--resume", "--epochs", "3"]) == 2
+
+
+@pytest.mark.parametrize("name,bad,msg", [
+    ("subspace-train", ["--kinds", "cube"], "--kinds"),
+    ("trajectory", ["--modes", "sideways"], "--modes"),
+    ("decompose", ["--parts", "scale,foo"], "--parts"),
+    ("select", ["--n-inits", "0"], "--n-inits"),
+    ("select", ["--device", "cuda:7"] , "cuda"),
+    ("reproduce", ["--experiments", "sweep,dance"], "--experiments"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, name, bad, msg):
+    if name == "select" and msg == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is present")
+    assert main([name, "--out", str(tmp_path / "x"), *TINY, *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_reproduce_quick_writes_the_report(tmp_path):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--out", str(out), "--quick", "--dataset", "circles",
+                 "--max-samples", "90", "--hidden", "8", "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    for exp in ("sweep", "subspace-train", "select", "trajectory", "decompose"):
+        assert (out / exp / "config.json").exists()
+    links = [part.split(")")[0] for part in report.split("](")[1:]]
+    assert len(links) >= 8
+    for link in links:
+        assert (out / link).exists(), link
+    assert "Fort" in report and "Vysogorets" in report
