@@ -13,9 +13,9 @@ Examples
 torch.Size([1000])
 """
 
-from ._base import Projection, as_torch_generator, orthogonality_error
+from ._base import Projection, as_torch_generator
 from ._dense import DenseProjection
-from ._factory import KINDS, make_projection
+from ._factory import KINDS, make_projection, orthogonality_error
 from ._fastfood import FastfoodProjection
 from ._identity import IdentityProjection
 from ._sparse import SparseProjection

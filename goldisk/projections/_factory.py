@@ -104,3 +104,47 @@ def make_projection(
     if device is not None:
         P = P.to(device)
     return P
+
+
+def orthogonality_error(P: Projection, max_d: int = 2000) -> dict:
+    """Measure how far the columns of ``P`` are from orthonormal.
+
+    ``P^T P`` is formed as ``P.transpose(P.forward(I_d))`` (never through ``to_dense``), in
+    float64 when the buffers are float64.
+
+    Parameters
+    ----------
+    P : Projection
+    max_d : int, default 2000
+        Refuse (``ValueError`` naming ``d``) when ``P.d`` is larger, since ``P^T P`` is ``d x d``
+        and its eigendecomposition costs ``O(d^3)``.
+
+    Returns
+    -------
+    dict
+        ``max_offdiag`` (max ``|P^T P - I|`` off the diagonal), ``max_norm_dev``
+        (max ``|diag(P^T P) - 1|``), ``sv_min`` and ``sv_max`` (extreme singular values of ``P``,
+        the square roots of the eigenvalues of ``P^T P``). All plain floats.
+
+    Examples
+    --------
+    >>> err = orthogonality_error(DenseProjection(50, 5, generator=0))
+    >>> err["max_offdiag"] < 1e-12 and abs(err["sv_min"] - 1) < 1e-12
+    True
+    """
+    if not isinstance(P, Projection):
+        raise TypeError(f"P must be a Projection, got {type(P).__name__}")
+    if P.d > max_d:
+        raise ValueError(f"orthogonality_error needs d <= max_d={max_d}, got d={P.d}")
+    G = P.gram()
+    if G.dtype not in (torch.float64, torch.float32):
+        G = G.to(torch.float32)
+    diag = torch.diagonal(G)
+    off = G - torch.diag_embed(diag)
+    ev = torch.linalg.eigvalsh(G).clamp_min(0).sqrt()
+    return {
+        "max_offdiag": float(off.abs().max()) if P.d > 1 else 0.0,
+        "max_norm_dev": float((diag - 1).abs().max()),
+        "sv_min": float(ev.min()),
+        "sv_max": float(ev.max()),
+    }
