@@ -129,8 +129,8 @@ def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0) ->
     """
     if int(n_samples) < 3:
         raise ValueError(f"n_samples must be at least 3 (one per class), got {n_samples}.")
-    if noise < 0:
-        raise ValueError(f"noise must be non-negative, got {noise}.")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}; e.g. noise=0.05.")
     rng = check_random_state(random_state)
     n_samples = int(n_samples)
     y = np.arange(n_samples, dtype=np.int64) % 3

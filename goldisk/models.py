@@ -14,6 +14,7 @@ initialization (goldisk rescales weights elsewhere).  Each has two attributes:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -25,6 +26,15 @@ __all__ = [
 ]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _check_sizes(**sizes) -> None:
+    """Every size (an int or a tuple of ints) must be an int >= 1."""
+    for name, value in sizes.items():
+        values = value if isinstance(value, tuple | list) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be int(s) >= 1, got {name}={value!r}.")
 
 
 def _activation(name: str) -> nn.Module:
@@ -81,6 +91,7 @@ class MLP(_Base):
                  bias=True):
         super().__init__()
         _activation(activation)
+        _check_sizes(in_features=in_features, hidden=tuple(hidden), out_features=out_features)
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.use_bias = activation, bias
@@ -133,8 +144,10 @@ class LeNet5(_Base):
                  activation="relu"):
         super().__init__()
         if image_size not in (28, 32):
-            raise ValueError(f"image_size must be 28 or 32 for LeNet5, got {image_size!r}.")
+            raise ValueError(f"image_size must be 28 or 32 for LeNet5, got {image_size!r}; use "
+                             "SmallCNN (model 'cnn') for other image sizes.")
         _activation(activation)
+        _check_sizes(in_channels=in_channels, out_features=out_features)
         self.in_channels, self.image_size = int(in_channels), int(image_size)
         self.out_features, self.activation, self.use_bias = int(out_features), activation, bias
         pad = 2 if image_size == 28 else 0
@@ -174,6 +187,8 @@ class SmallCNN(_Base):
                  bias=True, activation="relu"):
         super().__init__()
         _activation(activation)
+        _check_sizes(in_channels=in_channels, image_size=image_size, channels=tuple(channels),
+                     out_features=out_features)
         self.in_channels, self.image_size = int(in_channels), int(image_size)
         self.channels = tuple(int(c) for c in channels)
         self.out_features, self.activation, self.use_bias = int(out_features), activation, bias

@@ -58,7 +58,8 @@ def sweep_statistics(res, dims, states: list[dict]) -> list[dict]:
     for j in range(n):
         for k in dims:
             row = {"dim": k, **{key: float(v[j]) for key, v in per_dim[k].items()}}
-            warn_statistics(row)
+            for prefix in ("", "g_", "h_") if G is not None else ("",):
+                warn_statistics(row, prefix)
             rows.append({**row, **states[j]})
     return rows
 

@@ -25,6 +25,7 @@ __all__ = [
     "add_backend_arguments",
     "parallel_backend",
     "check_backend_arguments",
+    "check_common_arguments",
 ]
 
 DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
@@ -56,7 +57,35 @@ def parse_ints(text: str, name: str) -> list[int]:
     return vals
 
 
+def _one_line_errors(parser) -> None:
+    """Make ``parser`` report a usage error as one line (``prog: error: ...``), exit 2."""
+
+    def error(message):
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error
+
+
+def check_common_arguments(args) -> None:
+    """Validate --seed, --device and --max-samples before anything is loaded or written."""
+    import torch
+
+    if args.seed < 0:
+        raise CLIError(f"--seed must be an int >= 0, got {args.seed}")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError, TypeError):
+        raise CLIError(f"--device must be a torch device such as cpu, cuda or cuda:0; "
+                       f"got {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
+
+
 def add_common_arguments(p, out_default: str) -> None:
+    _one_line_errors(p)
     p.add_argument("--out", default=out_default, help="output folder (default: %(default)s)")
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-root", default=None, help="local folder of torchvision datasets")
@@ -135,6 +164,7 @@ def load_data(args):
     """The dataset named by ``--dataset`` as a goldisk Dataset (``--max-samples`` applied)."""
     from ..datasets import load_dataset
 
+    check_common_arguments(args)
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder")
     kwargs = {}

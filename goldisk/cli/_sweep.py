@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pandas as pd
@@ -12,6 +13,7 @@ from ._common import (
     add_common_arguments,
     append_rows,
     check_backend_arguments,
+    check_common_arguments,
     environment,
     load_data,
     parallel_backend,
@@ -72,23 +74,36 @@ def run(args) -> int:
     from ..sweep import default_radii, plot_sweep, radius_sweep
     from ._common import prepare_output
 
+    # every option is checked before the output folder is touched: a bad one leaves no
+    # folder, CSV, PNG or JSON behind
     dims = parse_ints(args.dims, "--dims")
+    if min(dims) < 1:
+        raise CLIError(f"--dims must be integers >= 1, got {args.dims}")
     radii = parse_floats(args.radii, "--radii") if args.radii else list(default_radii())
+    if not all(math.isfinite(r) and r > 0 for r in radii):
+        raise CLIError(f"--radii must be finite ratios r/r_ref > 0, e.g. 0.5,1,2; got {args.radii}")
     if args.n_subspaces < 1:
         raise CLIError(f"--n-subspaces must be >= 1, got {args.n_subspaces}")
     if args.hessian_samples < 1:
         raise CLIError(f"--hessian-samples must be >= 1, got {args.hessian_samples}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_common_arguments(args)
     check_backend_arguments(args)
-    ds = load_data(args)
     kwargs = {"activation": args.activation, "bias": not args.no_bias}
     if args.model == "mlp":
         kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
+        if min(kwargs["hidden"]) < 1:
+            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
+    ds = load_data(args)
     try:
         model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"--model {args.model}: {exc}") from None
+    D = sum(p.numel() for p in model.parameters())
+    if max(dims) > D:
+        raise CLIError(f"--dims must be <= D={D} (the number of parameters of --model "
+                       f"{args.model}), got {args.dims}")
     out = prepare_output(args.out, args.force, args.resume)
     csv_path = out / "sweep.csv"
     config = {"command": "sweep", **{k: v for k, v in vars(args).items() if k != "func"},

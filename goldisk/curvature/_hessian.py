@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import grad, jvp, vmap
 
 from .._flat import ParamLayout, parameter_vector
+from .._validation import TRANSFORMS_LOCK, check_data, check_model, check_outputs, model_device
 from ._losses import logit_hessian, per_sample_loss
 
 __all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model"]
@@ -195,7 +196,18 @@ def subspace_hessian(
         raise ValueError("X is empty: the Hessian of a mean over zero samples is undefined.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    check_model(model)
+    X, y = check_data(X, y)
+    check_outputs(model, X, y, loss)
+    device = model_device(model, device)
+    with TRANSFORMS_LOCK:
+        return _subspace_hessian(model, X, y, projection, point, kind, scales, loss,
+                                 gauss_newton, batch_size, chunk_size, scale_chunk, dtype,
+                                 device)
+
+
+def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_newton,
+                      batch_size, chunk_size, scale_chunk, dtype, device):
     net = prepare_model(model, dtype, device)
     layout = ParamLayout(net)
     w0 = (parameter_vector(net) if point is None else torch.as_tensor(point)).to(device, dtype)
@@ -213,6 +225,9 @@ def subspace_hessian(
         d = P.d
         if P.D != layout.D:
             raise ValueError(f"projection maps to D={P.D} but the model has D={layout.D}.")
+    if kind == "hypersphere" and float(w0.norm()) == 0.0:
+        raise ValueError("kind='hypersphere' through the point 0 has radius 0; initialize the "
+                         "model (or pass a nonzero point) first.")
     scale_list = [1.0] if scales is None else [float(s) for s in scales]
     n = len(X)
     theta0 = torch.zeros(d, dtype=dtype, device=device)

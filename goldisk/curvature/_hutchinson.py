@@ -10,6 +10,14 @@ from torch.func import grad, jvp, vjp, vmap
 
 from .._flat import ParamLayout, parameter_vector
 from .._rng import torch_generator
+from .._validation import (
+    TRANSFORMS_LOCK,
+    check_data,
+    check_model,
+    check_outputs,
+    deterministic,
+    model_device,
+)
 from ._hessian import batches, prepare_model
 from ._losses import logit_hessian, per_sample_loss
 
@@ -44,6 +52,8 @@ def hutchinson(
     over the whole dataset (forward-over-reverse, accumulated over mini-batches), and,
     when ``gauss_newton``, one Jacobian-vector and one vector-Jacobian product for
     ``G v = J^T A J v``. Standard errors are ``std / sqrt(n_probes)`` over probes.
+    Dropout and BatchNorm layers in training mode give a warning and are measured in
+    eval mode (on a private copy; the caller's module is not changed).
 
     Returns
     -------
@@ -61,8 +71,11 @@ def hutchinson(
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}.")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    net = prepare_model(model, dtype, device)
+    check_model(model)
+    X, y = check_data(X, y)
+    check_outputs(model, X, y, loss)
+    device = model_device(model, device)
+    net = deterministic(prepare_model(model, dtype, device), model)
     layout = ParamLayout(net)
     w0 = parameter_vector(net)
     gen = torch_generator(random_state)
@@ -76,19 +89,20 @@ def hutchinson(
     grad_fn = grad(loss_and_logits, has_aux=True)
     HV = torch.zeros_like(V)
     GV = torch.zeros_like(V) if gauss_newton else None
-    for xb, yb in batches(X, y, batch_size, dtype, device):
+    with TRANSFORMS_LOCK:  # torch's forward-mode AD is not thread-safe
+        for xb, yb in batches(X, y, batch_size, dtype, device):
 
-        def probe(v, xb=xb, yb=yb):
-            _, (hv, dz) = jvp(lambda w: grad_fn(w, xb, yb), (w0,), (v,))
-            return hv, dz
+            def probe(v, xb=xb, yb=yb):
+                _, (hv, dz) = jvp(lambda w: grad_fn(w, xb, yb), (w0,), (v,))
+                return hv, dz
 
-        hv, dZ = vmap(probe, chunk_size=chunk_size)(V)
-        HV += hv
-        if gauss_newton:
-            z, pullback = vjp(lambda w, xb=xb: layout.call(net, w, xb), w0)
-            A = logit_hessian(z.detach(), yb, loss) / n
-            adz = torch.einsum("bce,pbe->pbc", A, dZ)
-            GV += vmap(lambda c, pb=pullback: pb(c)[0], chunk_size=chunk_size)(adz)
+            hv, dZ = vmap(probe, chunk_size=chunk_size)(V)
+            HV += hv
+            if gauss_newton:
+                z, pullback = vjp(lambda w, xb=xb: layout.call(net, w, xb), w0)
+                A = logit_hessian(z.detach(), yb, loss) / n
+                adz = torch.einsum("bce,pbe->pbc", A, dZ)
+                GV += vmap(lambda c, pb=pullback: pb(c)[0], chunk_size=chunk_size)(adz)
     out: dict[str, float] = {"n_probes": n_probes}
     parts = [("", HV)] + ([("g_", GV)] if gauss_newton else [])
     for prefix, MV in parts:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._hessian import batches
+from .._validation import check_data, check_outputs, deterministic, model_device
+from ._hessian import batches, prepare_model
 from ._losses import logit_gradient, per_sample_loss
 
 __all__ = ["model_state", "logit_statistics"]
@@ -41,7 +42,8 @@ def model_state(
     (mean over samples of ``||d loss_n / d z_n||``, which vanishes when the softmax
     matches the labels or saturates on them) and ``zero_logit_frac`` (fraction of
     (sample, class) logits exactly zero, Vysogorets et al.). The last four classification
-    keys are absent for ``loss="mse"``.
+    keys are absent for ``loss="mse"``. Dropout and BatchNorm layers in training mode
+    give a warning and are evaluated in eval mode (the caller's module is not changed).
 
     Examples
     --------
@@ -51,10 +53,12 @@ def model_state(
     >>> round(s["loss"], 6), s["zero_logit_frac"], round(s["confidence"], 6)
     (1.098612, 1.0, 0.333333)
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    import copy
+    X, y = check_data(X, y)
+    check_outputs(model, X, y, loss)
+    device = model_device(model, device)
 
-    net = copy.deepcopy(model).to(device=device, dtype=dtype)
+    # Dropout/BatchNorm in training mode: a warning, then eval mode on a private copy
+    net = deterministic(prepare_model(model, dtype, device), model)
     totals: dict[str, float] = {}
     n = 0
     for xb, yb in batches(X, y, batch_size, dtype, device):

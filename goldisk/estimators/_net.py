@@ -169,6 +169,11 @@ class _GoldilocksNet:
                 ) from exc
         if module is self.module:
             module = copy.deepcopy(module)  # never modify the caller's module
+        if next(module.parameters(), None) is None:
+            raise ValueError(
+                f"module {type(module).__name__} has no parameters to train; pass a module "
+                "with at least one trainable layer (e.g. goldisk.models.MLP or nn.Linear)."
+            )
         if self.init_scaler is not None:
             module = self.init_scaler.apply_(module, generator=torch_generator(seeds["init"]))
         module = module.to(_DTYPES[self.dtype])  # after the draws: same init for any dtype
@@ -178,13 +183,32 @@ class _GoldilocksNet:
         self.module_ = module
         return self
 
+    @property
+    def _default_callbacks(self):
+        from ..callbacks import NonFiniteStopper
+
+        # overflow (a huge radius or learning rate) stops training with a clear message
+        # instead of leaving NaN weights; callbacks__nonfinite_stopper=None turns it off,
+        # and a NonFiniteStopper among the user's callbacks replaces it
+        user = [cb[1] if isinstance(cb, tuple) else cb for cb in (self.callbacks or [])]
+        if any(isinstance(cb, NonFiniteStopper) for cb in user):
+            return super()._default_callbacks
+        return [*super()._default_callbacks, ("nonfinite_stopper", NonFiniteStopper())]
+
     # ------------------------------------------------------------------ data
     def _validate_X(self, X, y="no_validation", reset=False, **kw):
         kw.update(reset=reset, dtype=np.dtype(self.dtype), allow_nd=True)
-        if isinstance(y, str):  # predict: X only
-            X, y = validate_data(self, X, **kw), None
-        else:  # fit: y=None raises "requires y to be passed"
-            X, y = validate_data(self, X, y, **kw)
+        try:
+            if isinstance(y, str):  # predict: X only
+                X, y = validate_data(self, X, **kw), None
+            else:  # fit: y=None raises "requires y to be passed"
+                X, y = validate_data(self, X, y, **kw)
+        except ValueError as exc:
+            if "infinity" not in str(exc):
+                raise
+            hint = (" Values beyond 3.4e38 overflow dtype='float32': pass dtype='float64' or "
+                    "scale X (e.g. StandardScaler).") if self.dtype == "float32" else ""
+            raise ValueError(f"{exc} Remove or clip the infinite values of X.{hint}") from None
         if not X.flags.writeable:  # torch warns on read-only arrays (e.g. memmaps)
             X = X.copy()
         if reset:
@@ -231,12 +255,50 @@ class _GoldilocksNet:
         self._check_module_kwargs()
         if not self.warm_start or not self.initialized_:
             self.initialize()
+        self._check_forward(X)
         return NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs without re-initializing (initializes if needed)."""
         X, y = self._prepare_fit(X, y, reset=not self.initialized_)
+        if not self.initialized_:
+            self.initialize()
+        self._check_forward(X)
         return NeuralNet.partial_fit(self, X, y, **fit_params)
+
+    @torch.no_grad()
+    def _check_forward(self, X):
+        """Run the module on two samples of ``X``: a wrong input size, or a number of
+        outputs that does not match ``y``, becomes a ``ValueError`` naming ``module__*``
+        instead of a shape error from inside torch. Eval mode, modes restored."""
+        module = self.module_
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
+        try:
+            out = module(torch.as_tensor(X[:2]).to(self.device))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"module could not process X with sample shape {tuple(X.shape[1:])} ({msg}); "
+                f"pass module__in_features={self.in_features_} or a module whose input size "
+                "matches X.shape[1:]."
+            ) from None
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        expected = self._n_outputs()
+        if not torch.is_tensor(out) or expected is None or not isinstance(
+                self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss | nn.MSELoss):
+            return
+        got = int(math.prod(out.shape[1:]))
+        if out.dim() < 2 or got != expected:
+            what = "classes" if isinstance(self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss) \
+                else "targets per sample"
+            raise ValueError(
+                f"module returns outputs of shape {tuple(out.shape[1:])} per sample but y has "
+                f"{expected} {what}; pass module__out_features={expected} (or a module with "
+                f"{expected} outputs)."
+            )
 
     def _prepare_xy(self, X, y):
         """``(X, y)`` as the module sees them (validated, cast, labels encoded); used by
@@ -354,6 +416,12 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
         check_classification_targets(y)
         if reset:
             self.classes_inferred_ = np.unique(y)
+            if self.classes is None and len(self.classes_inferred_) < 2:
+                raise ValueError(
+                    f"y has 1 class ({self.classes_inferred_.tolist()}); a classifier "
+                    "needs samples of at least 2 classes. Pass data with 2 or more classes, "
+                    "or classes=[...] listing every label."
+                )
         classes = np.asarray(self.classes_)
         order = np.argsort(classes, kind="stable")
         pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)

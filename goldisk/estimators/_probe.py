@@ -13,9 +13,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._flat import ParamLayout
+from .._flat import ParamLayout, parameter_vector
 from .._rng import draw_seed
 from .._subspace import KINDS, SubspaceModule
+from .._validation import TRANSFORMS_LOCK, check_data, check_model, check_outputs
 from ..curvature import hessian_statistics, model_state, subspace_hessian
 from ..curvature._hessian import MAX_FULL_D
 from ..projections import KINDS as PROJECTIONS
@@ -65,16 +66,17 @@ def resolve(estimator, X, y, prepared=False):
         check_is_fitted(estimator, "best_estimator_")
         return resolve(estimator.best_estimator_, X, y)
     if isinstance(estimator, nn.Module):
-        y = np.asarray(y)
-        return estimator, np.asarray(X), y, None
+        X, y = check_data(X, y)
+        return estimator, X, y, None
     if hasattr(estimator, "module_") or hasattr(estimator, "initialized_"):  # skorch net
         estimator.check_is_fitted()
         if prepared:
-            X, y = np.asarray(X), np.asarray(y)
+            X, y = check_data(X, y)
         elif hasattr(estimator, "_prepare_xy"):
             X, y = estimator._prepare_xy(X, y)
         else:
-            X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+            X, y = check_data(X, y)
+            X = X if torch.is_tensor(X) else np.asarray(X, dtype=np.float64)
         module = estimator.module_
         if isinstance(module, SubspaceModule):
             module = module.materialize()
@@ -203,8 +205,19 @@ class CurvatureProbe(BaseEstimator):
         if self.loss != "auto":
             loss = self.loss
         elif loss is None:
-            loss = "mse" if np.issubdtype(np.asarray(y).dtype, np.floating) else "cross_entropy"
+            floating = y.is_floating_point() if torch.is_tensor(y) else \
+                np.issubdtype(np.asarray(y).dtype, np.floating)
+            loss = "mse" if floating else "cross_entropy"
+        check_model(module)
         self._validate(ParamLayout(module).D)
+        X, y = check_data(X, y)
+        check_outputs(module, X, y, loss)
+        if self.kind == "hypersphere" and float(parameter_vector(module).norm()) == 0.0:
+            raise ValueError(
+                "kind='hypersphere' needs a point of radius > 0, but every parameter of the "
+                "model is 0; initialize the model (e.g. with InitScaler) or use "
+                "kind='hyperplane'."
+            )
         if self.max_samples is not None and len(X) > self.max_samples:
             rng = np.random.default_rng(self._seed_sequence().spawn(2)[1])
             idx = np.sort(rng.choice(len(X), self.max_samples, replace=False))
@@ -213,10 +226,12 @@ class CurvatureProbe(BaseEstimator):
         was_training = module.training
         module.eval()
         try:
-            results = [(P, subspace_hessian(
-                module, X, y, P, kind=self.kind, loss=loss, gauss_newton=self.gauss_newton,
-                batch_size=self.batch_size, dtype=_DTYPES[self.dtype]))
-                for P in projections]
+            with TRANSFORMS_LOCK:  # torch's forward-mode AD is not thread-safe
+                results = [(P, subspace_hessian(
+                    module, X, y, P, kind=self.kind, loss=loss,
+                    gauss_newton=self.gauss_newton, batch_size=self.batch_size,
+                    dtype=_DTYPES[self.dtype]))
+                    for P in projections]
         finally:
             module.train(was_training)
         return module, X, y, loss, results

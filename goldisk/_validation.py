@@ -1,0 +1,215 @@
+"""Input validation for the engine (plain PyTorch functions taking ``model, X, y``).
+
+scikit-learn validates the estimators' inputs; the engine functions
+(:func:`goldisk.hutchinson`, :func:`goldisk.model_state`, the probe) take arrays,
+tensors or pandas objects directly. These helpers turn bad input into a ``ValueError`` or
+``TypeError`` that names the argument and the fix, before anything reaches torch, so a
+user never sees a shape error from deep inside ``torch.nn.functional``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["check_data", "check_model", "check_outputs", "model_device", "deterministic",
+           "TRANSFORMS_LOCK"]
+
+#: Serializes goldisk's ``torch.func`` work (``jvp`` over ``grad``, ``vmap``) between
+#: threads: torch's forward-mode AD levels are process-global, and two threads computing
+#: Hessians at once fail with "Trying to access a forward AD level with an invalid index"
+#: (e.g. a CurvatureProbe scorer under joblib's threading backend). Reentrant, so nested
+#: engine calls are fine; processes (loky, dask, ray) are not affected.
+TRANSFORMS_LOCK = threading.RLock()
+
+_ROWS = 8192  # rows checked for finiteness at a time (bounded extra memory)
+
+
+def _as_array(value, name: str):
+    """A dense numpy array or torch tensor from array-like ``value``."""
+    if torch.is_tensor(value):
+        return value
+    try:
+        import scipy.sparse as sp
+
+        if sp.issparse(value):
+            raise TypeError(
+                f"{name} is a scipy sparse matrix, but curvature needs dense data; pass "
+                f"{name}.toarray() (or a dense numpy array)."
+            )
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+        pass
+    if hasattr(value, "to_numpy") and hasattr(value, "dtypes"):  # pandas DataFrame / Series
+        value = value.to_numpy()
+        if not value.flags.writeable:  # copy-on-write views; torch warns on read-only data
+            value = value.copy()
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise TypeError(
+            f"{name} must be a numeric array (numpy, torch or pandas), got dtype {arr.dtype} "
+            f"from {type(value).__name__}; convert it, e.g. np.asarray({name}, dtype=float)."
+        )
+    return arr
+
+
+def _all_finite(a) -> bool:
+    for start in range(0, len(a), _ROWS):
+        block = a[start : start + _ROWS]
+        if torch.is_tensor(block):
+            if block.is_floating_point() and not bool(torch.isfinite(block).all()):
+                return False
+        elif np.issubdtype(block.dtype, np.floating) and not np.isfinite(block).all():
+            return False
+    return True
+
+
+def check_data(X, y, *, name_X: str = "X", name_y: str = "y"):
+    """Validate ``(X, y)`` for the engine and return them as arrays or tensors.
+
+    Dense numpy arrays and torch tensors pass through unchanged (a tensor keeps its
+    device); pandas objects become numpy arrays. Raises ``TypeError`` for sparse or
+    non-numeric input and ``ValueError`` for ``X`` with fewer than 2 dimensions, zero
+    samples, NaN or infinite entries, or a ``y`` of a different length.
+
+    Examples
+    --------
+    >>> X, y = check_data(np.ones((3, 2)), [0, 1, 0])
+    >>> X.shape, y.tolist()
+    ((3, 2), [0, 1, 0])
+    """
+    X = _as_array(X, name_X)
+    y = _as_array(y, name_y)
+    if X.ndim < 2:
+        raise ValueError(
+            f"{name_X} must have shape (n_samples, n_features, ...), got shape "
+            f"{tuple(X.shape)}; reshape a single feature with {name_X}.reshape(-1, 1)."
+        )
+    if len(X) == 0:
+        raise ValueError(f"{name_X} is empty (0 samples); pass at least one sample.")
+    if y.ndim == 0 or len(y) != len(X):
+        got = "a scalar" if y.ndim == 0 else f"{len(y)} samples"
+        raise ValueError(
+            f"{name_X} has {len(X)} samples but {name_y} has {got}; pass one label (or "
+            "target row) per sample."
+        )
+    if not _all_finite(X):
+        raise ValueError(
+            f"{name_X} contains NaN or infinite values; remove or impute them (e.g. "
+            "sklearn.impute.SimpleImputer) before measuring curvature."
+        )
+    if not _all_finite(y):
+        raise ValueError(f"{name_y} contains NaN or infinite values; remove those samples.")
+    return X, y
+
+
+def check_model(model, name: str = "model") -> nn.Module:
+    """``model`` must be a torch module with at least one parameter."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}.")
+    if next(model.parameters(), None) is None:
+        raise ValueError(
+            f"{name} ({type(model).__name__}) has no parameters, so its loss has no "
+            "curvature; pass a module with at least one trainable layer (e.g. nn.Linear)."
+        )
+    return model
+
+
+def model_device(model: nn.Module, device=None) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter or buffer
+    (CPU for a module with neither)."""
+    if device is not None:
+        return torch.device(device)
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str = "model"):
+    """Run ``model`` on the first two samples of ``X`` and check its output against ``y``.
+
+    The forward pass runs in eval mode (no dropout draw, no BatchNorm update) and every
+    submodule's mode is restored. Raises ``ValueError`` when the model cannot process
+    ``X`` (wrong input size), does not return ``(n_samples, n_outputs)``, or when ``y``
+    does not fit the outputs: class labels outside ``0..n_classes-1`` for
+    ``"cross_entropy"``, a different number of targets per sample for ``"mse"``.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    ref = next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()),
+               None)
+    dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+    device = model_device(model)
+    head = X[:2] if torch.is_tensor(X) else np.array(X[:2])  # a copy: X may be read-only
+    xb = torch.as_tensor(head).to(device=device, dtype=dtype)
+    model.eval()
+    try:
+        out = model(xb)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{name} could not process X with sample shape {tuple(X.shape[1:])} ({msg}); "
+            "make the model's input size (e.g. in_features) match X.shape[1:]."
+        ) from None
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    if not torch.is_tensor(out) or out.dim() != 2:
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(
+            f"{name} must return a tensor of shape (n_samples, n_outputs), got {shape}; "
+            "flatten its output or end it with an nn.Linear layer."
+        )
+    n_out = out.shape[1]
+    if loss == "cross_entropy":
+        yv = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+        if yv.ndim != 1:
+            raise ValueError(
+                f"loss='cross_entropy' needs y of shape (n_samples,) with class indices, got "
+                f"shape {tuple(yv.shape)}; use loss='mse' for regression targets."
+            )
+        if yv.dtype == np.bool_ or not np.issubdtype(yv.dtype, np.number) or (
+                np.issubdtype(yv.dtype, np.floating) and not (yv == np.round(yv)).all()):
+            raise ValueError(
+                "loss='cross_entropy' needs integer class labels in y, got non-integer "
+                "values; use loss='mse' for regression targets."
+            )
+        lo, hi = int(yv.min()), int(yv.max())
+        if lo < 0 or hi >= n_out:
+            raise ValueError(
+                f"y has labels in [{lo}, {hi}] but {name} returns {n_out} logits, so labels "
+                f"must lie in 0..{n_out - 1}; encode them with "
+                "sklearn.preprocessing.LabelEncoder or give the model more outputs."
+            )
+    elif loss == "mse":
+        per_sample = int(np.prod(tuple(y.shape[1:]))) if y.ndim > 1 else 1
+        if per_sample != n_out:
+            raise ValueError(
+                f"loss='mse' needs {n_out} target(s) per sample to match the model's "
+                f"{n_out} outputs, but y has shape {tuple(y.shape)}."
+            )
+
+
+def deterministic(net: nn.Module, original: nn.Module) -> nn.Module:
+    """``net`` with every Dropout/BatchNorm layer in eval mode.
+
+    ``torch.func`` transforms can neither draw dropout masks nor update BatchNorm running
+    statistics, and the curvature of a random function is not defined; the engine's
+    ``prepare_model`` has already warned. ``net`` is copied first when it is the caller's
+    ``original`` module, so the caller's modes are never changed.
+    """
+    stochastic = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
+    layers = [m for m in net.modules() if isinstance(m, stochastic) and m.training]
+    if not layers:
+        return net
+    if net is original:
+        import copy
+
+        net = copy.deepcopy(net)
+    for m in net.modules():
+        if isinstance(m, stochastic):
+            m.eval()
+    return net
