@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ._flat import ParamLayout, parameter_vector
 from ._radius import REFERENCES, reference_radius
 from ._rng import check_random_state
+from ._validation import TRANSFORMS_LOCK
 from .curvature import model_state, subspace_hessian
 from .curvature._stats import batch_statistics, warn_statistics
 from .models import init_weights_
@@ -226,7 +227,16 @@ class _Key:
 
 
 def _sweep_task(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
-    """Rows of subspace ``s`` at the radii ``ratios * r_ref`` (one vectorized Hessian call)."""
+    """Rows of subspace ``s`` at the radii ``ratios * r_ref`` (one vectorized Hessian call).
+
+    Threads of one process (joblib's threading backend) run tasks one at a time: torch.func
+    transforms keep process-global state. Process-based backends run in parallel.
+    """
+    with TRANSFORMS_LOCK:
+        return _sweep_task_locked(model, X, y, s, indices, ratios, seeds, cfg)
+
+
+def _sweep_task_locked(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
     dtype, device = cfg["dtype"], torch.device(cfg["device"])
     net, w0, P = _subspace_origin(_Key(model), seeds, cfg["reference"], cfg["projection"],
                                   cfg["dims"][-1], dtype, device)

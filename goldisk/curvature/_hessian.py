@@ -198,9 +198,9 @@ def subspace_hessian(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     check_model(model)
     X, y = check_data(X, y)
-    check_outputs(model, X, y, loss)
     device = model_device(model, device)
-    with TRANSFORMS_LOCK:
+    with TRANSFORMS_LOCK:  # torch.func's transform state is process-global: one at a time
+        check_outputs(model, X, y, loss)
         return _subspace_hessian(model, X, y, projection, point, kind, scales, loss,
                                  gauss_newton, batch_size, chunk_size, scale_chunk, dtype,
                                  device)
