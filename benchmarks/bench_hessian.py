@@ -7,7 +7,9 @@ orthonormal ``P = make_projection("dense", D, d, random_state=0)``.
 
 Methods (all give the same d x d matrix ``P^T H P`` up to rounding):
 
-``goldisk``           ``subspace_hessian(..., gauss_newton=False)``, dense P (the H-only row)
+``goldisk``           ``subspace_hessian(..., gauss_newton=False)``, dense P (the H-only row);
+                      ``method="auto"``: reverse-over-reverse on CPU, forward-over-reverse
+                      on CUDA
 ``goldisk+G``         the same with ``gauss_newton=True`` (H and G)
 ``goldisk-sparse``    goldisk with ``make_projection("sparse", ...)`` (another subspace)
 ``goldisk-fastfood``  goldisk with ``make_projection("fastfood", ...)`` (another subspace)
@@ -23,11 +25,8 @@ Methods (all give the same d x d matrix ``P^T H P`` up to rounding):
 
 Variants of goldisk's engine (``--variants``), measured for ``docs/performance.md``:
 
+``goldisk-forward``   goldisk with ``method="forward"`` (``vmap(jvp(grad))``, the GPU default)
 ``goldisk-chunk=d``   goldisk itself with ``chunk_size=d`` (one vectorized pass)
-``goldisk-param``     ``subspace_hessian_param`` (a modified copy of goldisk's hyperplane
-                      path: tangents are per-parameter views of ``P e_i``, ``P`` outside the
-                      differentiated function), with ``chunk_size=d``; ``+G`` with G;
-                      ``goldisk-param-auto`` with goldisk's automatic chunk size
 ``rr-vmap``           reverse-over-reverse: the hvp-loop vectorized over blocks of 16
                       directions with ``is_grads_batched=True``
 
@@ -64,7 +63,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.func import functional_call, grad, jvp, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,8 +78,8 @@ from _common import (  # noqa: E402
 )
 
 from goldisk._flat import ParamLayout, parameter_vector  # noqa: E402
-from goldisk.curvature import logit_hessian, per_sample_loss, subspace_hessian  # noqa: E402
-from goldisk.curvature._hessian import batches, prepare_model  # noqa: E402
+from goldisk.curvature import per_sample_loss, subspace_hessian  # noqa: E402
+from goldisk.curvature._hessian import batches  # noqa: E402
 from goldisk.models import MLP, init_weights_  # noqa: E402
 from goldisk.projections import make_projection  # noqa: E402
 
@@ -89,7 +87,7 @@ DIMS = (10, 50, 100, 200)
 QUICK_DIMS = (10, 100)
 PEERS = ("autograd", "autograd-vec", "hvp-loop", "pyhessian", "curvlinops")
 GOLDISK = ("goldisk", "goldisk+G", "goldisk-sparse", "goldisk-fastfood")
-VARIANTS = ("goldisk-chunk=d", "goldisk-param", "goldisk-param+G", "rr-vmap")
+VARIANTS = ("goldisk-forward", "goldisk-chunk=d", "rr-vmap")
 GRADIENT = "gradient"  # pseudo-method: one full-batch gradient (the unit of cost)
 GRAD_REPEATS = 5
 PROJECTION_OF = {"goldisk-sparse": "sparse", "goldisk-fastfood": "fastfood"}
@@ -152,9 +150,10 @@ def gradient_time(net, X, y, repeats=5, device="cpu"):
 
 
 # ====================================================================== methods
-def h_goldisk(net, X, y, P, *, batch_size, chunk_size=None, gauss_newton=False):
+def h_goldisk(net, X, y, P, *, batch_size, chunk_size=None, gauss_newton=False,
+              method="auto"):
     res = subspace_hessian(net, X, y, P, batch_size=batch_size, chunk_size=chunk_size,
-                           gauss_newton=gauss_newton, dtype=X.dtype)
+                           gauss_newton=gauss_newton, dtype=X.dtype, method=method)
     return res.H, res.G
 
 
@@ -262,66 +261,10 @@ def h_curvlinops(net, X, y, P, *, batch_size, **_):
     return 0.5 * (H + H.T), None
 
 
-def subspace_hessian_param(model, X, y, projection, *, batch_size=512, chunk_size=None,
-                           gauss_newton=True, dtype=torch.float64):
-    """Variant of ``goldisk.curvature.subspace_hessian`` (hyperplane, one point).
-
-    Identical maths, one change: the ``d`` directions enter as *tangents in parameter
-    space*, ``jvp(grad_w L)(w0; unflatten(P e_i))``, with the per-parameter views of the
-    chunk's ``P E`` as tangents, instead of differentiating through ``w = w0 + P theta``
-    and the flat-vector slicing (``ParamLayout.unflatten``) inside ``grad``. The result is
-    mapped back with one ``P^T`` per chunk. Since ``w`` is affine in ``theta`` on a
-    hyperplane, ``P^T H_w P`` is exactly the Hessian in ``theta``.
-    """
-    device = X.device
-    net = prepare_model(model, dtype, device)
-    layout = ParamLayout(net)
-    w0 = parameter_vector(net).to(device, dtype)
-    base = layout.unflatten(w0)
-    P = projection.to(device=device, dtype=dtype)
-    d, n = P.d, len(X)
-
-    def loss_and_logits(params, xb, yb):
-        z = functional_call(net, params, (xb,))
-        return per_sample_loss(z, yb).sum() / n, z
-
-    grad_fn = grad(loss_and_logits, has_aux=True)
-    H = torch.zeros(d, d, dtype=dtype, device=device)
-    G = torch.zeros_like(H) if gauss_newton else None
-    eye = torch.eye(d, dtype=dtype, device=device)
-    chunk = chunk_size
-    for xb, yb in batches(X, y, batch_size, dtype, device):
-        if chunk is None:
-            chunk = _auto_chunk(net, layout, w0, xb, d)
-
-        def column(t, xb=xb, yb=yb):
-            _, (hv, dz) = jvp(lambda p: grad_fn(p, xb, yb), (base,), (t,))
-            return hv, dz
-
-        Us = []
-        for s in range(0, d, chunk):
-            V = P(eye[s : s + chunk])  # (c, D): the chunk's directions in parameter space
-            hv, U = vmap(column)(layout.unflatten(V))
-            HV = torch.cat([hv[k].reshape(len(V), -1) for k in layout.names], dim=1)
-            H[s : s + chunk] += P.transpose(HV)
-            Us.append(U)
-        if gauss_newton:
-            with torch.no_grad():
-                A = logit_hessian(functional_call(net, base, (xb,)), yb) / n  # (B, C, C)
-            U = torch.cat(Us)  # (d, B, C)
-            AU = torch.einsum("bce,jbe->jbc", A, U).reshape(d, -1)
-            G += U.reshape(d, -1) @ AU.T
-    return 0.5 * (H + H.T), G
-
-
-def h_goldisk_param(net, X, y, P, *, batch_size, chunk_size=None, gauss_newton=False):
-    return subspace_hessian_param(net, X, y, P, batch_size=batch_size, chunk_size=chunk_size,
-                                  gauss_newton=gauss_newton, dtype=X.dtype)
-
-
 METHODS = {
     "goldisk": (h_goldisk, {}),
     "goldisk+G": (h_goldisk, {"gauss_newton": True}),
+    "goldisk-forward": (h_goldisk, {"method": "forward"}),
     "goldisk-sparse": (h_goldisk, {}),
     "goldisk-fastfood": (h_goldisk, {}),
     "autograd": (h_autograd, {}),
@@ -330,9 +273,6 @@ METHODS = {
     "pyhessian": (h_pyhessian, {}),
     "curvlinops": (h_curvlinops, {}),
     "goldisk-chunk=d": (h_goldisk, {"chunk": "d"}),
-    "goldisk-param": (h_goldisk_param, {"chunk": "d"}),
-    "goldisk-param+G": (h_goldisk_param, {"gauss_newton": True, "chunk": "d"}),
-    "goldisk-param-auto": (h_goldisk_param, {}),
     "rr-vmap": (h_rr_vmap, {}),
 }
 REQUIRES = {"pyhessian": "pyhessian", "curvlinops": "curvlinops"}
@@ -349,7 +289,7 @@ def compute_hessian(method, net, X, y, P, *, batch_size=None, chunk_size=None):
     kw = dict(kw)
     if kw.pop("chunk", None) == "d":
         chunk_size = P.d  # all directions in one vectorized pass
-    if fn in (h_goldisk, h_goldisk_param, h_rr_vmap):
+    if fn in (h_goldisk, h_rr_vmap):
         kw["chunk_size"] = chunk_size
     return fn(net, X, y, P, batch_size=batch_size or len(X), **kw)
 
@@ -449,6 +389,13 @@ def check_allocations(kinds=("dense", "sparse", "fastfood"), dims=(10, 50), n=64
 
 
 # ====================================================================== worker
+def _engine_hash():
+    """Short hash of the goldisk engine file this process imported (it may change)."""
+    import goldisk.curvature._hessian as eng
+
+    return hashlib.sha256(Path(eng.__file__).read_bytes()).hexdigest()[:16]
+
+
 def serve(args) -> None:
     """Worker process for one (method, d): set up, then obey ``run`` / ``finish`` lines.
 
@@ -459,6 +406,7 @@ def serve(args) -> None:
     answers the peak memory of all runs above the memory in use before the first.
     """
     torch.manual_seed(0)
+    engine_sha = _engine_hash()
     net, X, y = make_workload(n=args.n, device=args.device)
     P = make_P(projection_kind(args.worker), n_params(net), args.dim, device=args.device)
     if args.worker == GRADIENT:  # the cost unit, timed in the same rounds as the methods
@@ -500,7 +448,8 @@ def serve(args) -> None:
             mem.__exit__(None, None, None)
             torch.save({"H": None if H is None else H.cpu(),
                         "G": None if G is None else G.cpu()}, args.save)
-            reply = {"peak_mib": mem.peak_mib, "memory_method": mem.method}
+            reply = {"peak_mib": mem.peak_mib, "memory_method": mem.method,
+                     "engine_sha256": engine_sha}
         else:
             break
         print(json.dumps(reply), flush=True)
@@ -568,6 +517,26 @@ class Worker:
 
 
 # ====================================================================== driver
+def markdown_table(payload) -> str:
+    """The results of a JSON file as a Markdown table (used for docs/performance.md)."""
+    lines = ["| method | d | median [s] | min [s] | runs | per dir [grad] | x goldisk "
+             "| rel err (ref) | peak [MiB] | load (1 min) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in payload["results"]:
+        if "time_s" not in r:
+            lines.append(f"| {r['method']} | {r['d']} | failed: {r.get('error')} |||||||")
+            continue
+        ratio = r.get("time_vs_goldisk")
+        load = r.get("load_1min") or []
+        lines.append(
+            f"| {r['method']} | {r['d']} | {r['time_s']:.2f} | {min(r['times']):.2f} "
+            f"| {len(r['times'])} | {r['per_dir_grad_eq']:.2f} "
+            f"| {'-' if ratio is None else f'{ratio:.2f}'} "
+            f"| {r['rel_err']:.0e} ({r['reference']}) | {r['peak_mib']:.0f} "
+            f"| {min(load):.1f}-{max(load):.1f} |")
+    return "\n".join(lines)
+
+
 def rel_err(A, B) -> float:
     return float(torch.linalg.matrix_norm(A - B) / torch.linalg.matrix_norm(B))
 
@@ -639,6 +608,7 @@ def main(argv=None):
     ap.add_argument("--check-allocations", action="store_true",
                     help="only run the allocation audit")
     ap.add_argument("--no-audit", action="store_true", help="skip the allocation audit")
+    ap.add_argument("--markdown", metavar="JSON", help="print a result file as Markdown")
     # worker mode (internal)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--dim", type=int, help=argparse.SUPPRESS)
@@ -649,6 +619,9 @@ def main(argv=None):
     args.batch_size = args.batch_size or args.n
     if args.worker:
         serve(args)
+        return 0
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.markdown).read_text())))
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda but torch.cuda.is_available() is False")

@@ -10,6 +10,7 @@ from goldisk.curvature import subspace_hessian
 from goldisk.projections import make_projection
 
 RTOL = 1e-8
+METHODS = ["reverse", "forward"]
 
 
 def rel_err(a, b):
@@ -40,13 +41,14 @@ PROBLEMS = {
 }
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 @pytest.mark.parametrize("kind", ["dense", "sparse", "sparse-li", "fastfood"])
-def test_hyperplane_hessian_matches_brute_force(problem, kind):
+def test_hyperplane_hessian_matches_brute_force(problem, kind, method):
     net, X, y = PROBLEMS[problem]()
     D = ParamLayout(net).D
     P = make_projection(kind, D, min(6, D), random_state=1)
-    res = subspace_hessian(net, X, y, P, batch_size=16)
+    res = subspace_hessian(net, X, y, P, batch_size=16, method=method, chunk_size=4)
     M = dense_of(P)
     H_ref = M.T @ brute_force_hessian(net, X, y) @ M
     G_ref = M.T @ brute_force_gauss_newton(net, X, y) @ M
@@ -55,10 +57,11 @@ def test_hyperplane_hessian_matches_brute_force(problem, kind):
     assert torch.allclose(res.Hterm, H_ref - G_ref, atol=1e-10 * float(H_ref.norm()))
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("problem", ["tanh-mlp", "conv"])
-def test_full_space_is_exact(problem):
+def test_full_space_is_exact(problem, method):
     net, X, y = PROBLEMS[problem]()
-    res = subspace_hessian(net, X, y, None)
+    res = subspace_hessian(net, X, y, None, method=method)
     assert rel_err(res.H, brute_force_hessian(net, X, y)) <= RTOL
     assert rel_err(res.G, brute_force_gauss_newton(net, X, y)) <= RTOL
     P = make_projection("identity", ParamLayout(net).D, ParamLayout(net).D)
@@ -72,21 +75,26 @@ def test_linear_model_has_zero_h_term():
     assert float(res.H.norm()) > 0
 
 
-def test_mse_loss_matches_brute_force():
+@pytest.mark.parametrize("method", METHODS)
+def test_mse_loss_matches_brute_force(method):
     net, X, _ = tiny_problem(6)
     target = torch.randn(len(X), 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     P = make_projection("dense", ParamLayout(net).D, 5, random_state=0)
-    res = subspace_hessian(net, X, target, P, loss="mse")
+    res = subspace_hessian(net, X, target, P, loss="mse", method=method)
     M = dense_of(P)
     assert rel_err(res.H, M.T @ brute_force_hessian(net, X, target, "mse") @ M) <= RTOL
     assert rel_err(res.G, M.T @ brute_force_gauss_newton(net, X, target, "mse") @ M) <= RTOL
 
 
-def test_hypersphere_hessian_matches_brute_force():
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", ["dense", "sparse", "fastfood"])
+def test_hypersphere_hessian_matches_brute_force(kind, method):
+    # sparse and Fastfood columns are not orthogonal: the sphere's curvature term then
+    # involves the Gram matrix P^T P, which a dense orthonormal P would hide
     net, X, y = tiny_problem(7)
     layout = ParamLayout(net)
     w0 = parameter_vector(net)
-    P = make_projection("dense", layout.D, 4, random_state=2)
+    P = make_projection(kind, layout.D, 4, random_state=2)
     M = dense_of(P)
 
     def f(theta):
@@ -96,20 +104,30 @@ def test_hypersphere_hessian_matches_brute_force():
         return torch.nn.functional.cross_entropy(z, y)
 
     H_ref = torch.autograd.functional.hessian(f, torch.zeros(4, dtype=torch.float64))
-    res = subspace_hessian(net, X, y, P, kind="hypersphere")
+    res = subspace_hessian(net, X, y, P, kind="hypersphere", method=method, chunk_size=3,
+                           batch_size=9)
     assert rel_err(res.H, H_ref) <= RTOL
+    J = torch.autograd.functional.jacobian(
+        lambda t: layout.call(net, (w0 + M @ t) * (w0.norm() / (w0 + M @ t).norm()), X),
+        torch.zeros(4, dtype=torch.float64))  # (N, C, d): the logits on the sphere
+    p = torch.softmax(net(X), -1).detach()
+    A = (torch.diag_embed(p) - p[..., None] * p[..., None, :]) / len(X)
+    G_ref = torch.einsum("nci,ncd,ndj->ij", J, A, J)
+    assert rel_err(res.G, G_ref) <= RTOL
 
 
-def test_batching_chunking_and_scales_do_not_change_the_result():
+@pytest.mark.parametrize("method", METHODS)
+def test_batching_chunking_and_scales_do_not_change_the_result(method):
     net, X, y = tiny_problem(8, n=50)
     P = make_projection("dense", ParamLayout(net).D, 5, random_state=3)
-    full = subspace_hessian(net, X, y, P, batch_size=1000)
-    small = subspace_hessian(net, X, y, P, batch_size=7, chunk_size=2)
+    full = subspace_hessian(net, X, y, P, batch_size=1000, method=method)
+    small = subspace_hessian(net, X, y, P, batch_size=7, chunk_size=2, method=method)
     assert rel_err(small.H, full.H) <= 1e-12 and rel_err(small.G, full.G) <= 1e-12
     w0 = parameter_vector(net)
-    looped = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=1)
+    looped = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=1,
+                              method=method)
     vectorized = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=2,
-                                  batch_size=20)
+                                  batch_size=20)  # auto: forward, radii vectorized
     for i, s in enumerate([0.5, 2.0, 3.0]):
         one = subspace_hessian(net, X, y, P, point=w0 * s)
         for both in (looped, vectorized):
@@ -139,3 +157,30 @@ def test_loss_value_and_bad_input():
         subspace_hessian(net, X[:0], y[:0], P)
     with pytest.raises(ValueError, match="projection maps to D"):
         subspace_hessian(net, X, y, make_projection("dense", 10, 3, random_state=0))
+
+
+def test_reverse_blocks_stay_small_and_below_d_for_implicit_projections():
+    from goldisk.curvature._reverse import MMAP_THRESHOLD_BYTES, reverse_chunk
+
+    net = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.ReLU(),
+                              torch.nn.Linear(200, 10)).double()
+    layout = ParamLayout(net)
+    w, xb = parameter_vector(net), torch.zeros(500, 300, dtype=torch.float64)
+    cpu = torch.device("cpu")
+    c = reverse_chunk(net, layout, w, xb, 100, cpu)
+    per_dir = max(layout.D, 500 * 200) * 8
+    assert c * per_dir <= MMAP_THRESHOLD_BYTES < (c + 1) * per_dir
+    assert reverse_chunk(net, layout, w, xb[:2], 6, cpu) == 6  # small blocks: all at once
+    assert reverse_chunk(net, layout, w, xb[:2], 6, cpu, dense=False) == 3  # never d x D
+    assert reverse_chunk(net, layout, w, xb[:2], 1, cpu, dense=False) == 1
+
+
+def test_method_and_chunk_validation():
+    net, X, y = tiny_problem(11)
+    P = make_projection("dense", ParamLayout(net).D, 3, random_state=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        subspace_hessian(net, X, y, P, method="magic")
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        subspace_hessian(net, X, y, P, chunk_size=0)
+    with pytest.raises(ValueError, match="scale_chunk must be a positive integer"):
+        subspace_hessian(net, X, y, P, scale_chunk=1.5)

@@ -118,6 +118,17 @@ def test_forward_matches_reference(proj):
     torch.testing.assert_close(columns_from_forward(proj), M, rtol=1e-12, atol=1e-12)
 
 
+def test_columns_are_blocks_of_the_matrix(proj):
+    M = torch.from_numpy(reference_matrix(proj))
+    for start, stop in [(0, proj.d), (0, 1), (proj.d - 1, proj.d), (proj.d // 2, proj.d)]:
+        if start < stop:
+            torch.testing.assert_close(proj.columns(start, stop), M[:, start:stop].T,
+                                       rtol=1e-12, atol=1e-12)
+    for bad in [(-1, 1), (0, proj.d + 1), (1, 1)]:
+        with pytest.raises(ValueError, match="columns needs 0 <= start < stop"):
+            proj.columns(*bad)
+
+
 def test_transpose_is_exact_adjoint(proj):
     M = torch.from_numpy(reference_matrix(proj))
     x, v = rand(proj.d, seed=2), rand(3, proj.D, seed=3)

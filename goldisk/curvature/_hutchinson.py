@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import nn
-from torch.func import grad, jvp, vjp, vmap
 
 from .._flat import ParamLayout, parameter_vector
 from .._rng import torch_generator
@@ -19,7 +18,8 @@ from .._validation import (
     model_device,
 )
 from ._hessian import batches, prepare_model
-from ._losses import logit_hessian, per_sample_loss
+from ._losses import logit_hessian
+from ._reverse import gradient_graph, hessian_block, reverse_chunk
 
 __all__ = ["hutchinson"]
 
@@ -40,7 +40,7 @@ def hutchinson(
     gauss_newton: bool = True,
     loss: str = "cross_entropy",
     batch_size: int = 512,
-    chunk_size: int = 16,
+    chunk_size: int | None = None,
     random_state=None,
     dtype=torch.float64,
     device=None,
@@ -49,9 +49,11 @@ def hutchinson(
 
     With Rademacher probes ``v`` (entries +-1), ``E[v^T H v] = Tr(H)`` and
     ``E[||H v||^2] = Tr(H^2) = ||H||_F^2``. Each probe costs one Hessian-vector product
-    over the whole dataset (forward-over-reverse, accumulated over mini-batches), and,
-    when ``gauss_newton``, one Jacobian-vector and one vector-Jacobian product for
-    ``G v = J^T A J v``. Standard errors are ``std / sqrt(n_probes)`` over probes.
+    over the whole dataset (reverse-over-reverse: one retained gradient graph per
+    mini-batch, probes in blocks of ``chunk_size`` (auto: see ``reverse_chunk``) through a
+    batched double backward, which also yields ``J v``), and, when ``gauss_newton``, one
+    more vector-Jacobian product for ``G v = J^T A J v``. Standard errors are
+    ``std / sqrt(n_probes)`` over probes.
     Dropout and BatchNorm layers in training mode give a warning and are measured in
     eval mode (on a private copy; the caller's module is not changed).
 
@@ -71,6 +73,9 @@ def hutchinson(
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}.")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
     check_model(model)
     X, y = check_data(X, y)
     check_outputs(model, X, y, loss)
@@ -81,28 +86,25 @@ def hutchinson(
     gen = torch_generator(random_state)
     V = torch.randint(0, 2, (n_probes, layout.D), generator=gen).to(device, dtype) * 2 - 1
     n = len(X)
-
-    def loss_and_logits(w, xb, yb):
-        z = layout.call(net, w, xb)
-        return per_sample_loss(z, yb, loss).sum() / n, z
-
-    grad_fn = grad(loss_and_logits, has_aux=True)
     HV = torch.zeros_like(V)
     GV = torch.zeros_like(V) if gauss_newton else None
-    with TRANSFORMS_LOCK:  # torch's forward-mode AD is not thread-safe
+    with TRANSFORMS_LOCK:  # batched gradients use vmap, whose state is process-global
         for xb, yb in batches(X, y, batch_size, dtype, device):
-
-            def probe(v, xb=xb, yb=yb):
-                _, (hv, dz) = jvp(lambda w: grad_fn(w, xb, yb), (w0,), (v,))
-                return hv, dz
-
-            hv, dZ = vmap(probe, chunk_size=chunk_size)(V)
-            HV += hv
+            if chunk_size is None:  # probes per block: see reverse_chunk
+                chunk_size = reverse_chunk(net, layout, w0, xb, n_probes, torch.device(device))
+            params, z, r, g, _ = gradient_graph(net, layout, w0, xb, yb, loss, n)
             if gauss_newton:
-                z, pullback = vjp(lambda w, xb=xb: layout.call(net, w, xb), w0)
-                A = logit_hessian(z.detach(), yb, loss) / n
-                adz = torch.einsum("bce,pbe->pbc", A, dZ)
-                GV += vmap(lambda c, pb=pullback: pb(c)[0], chunk_size=chunk_size)(adz)
+                A = logit_hessian(z.detach(), yb, loss) / n  # (B, C, C)
+            for s in range(0, n_probes, chunk_size):
+                hv, dZ = hessian_block(layout, params, r, g, V[s : s + chunk_size])
+                HV[s : s + chunk_size] += hv
+                if gauss_newton:
+                    adz = torch.einsum("bce,pbe->pbc", A, dZ)
+                    gv = torch.autograd.grad(z, params, grad_outputs=adz, retain_graph=True,
+                                             is_grads_batched=True, allow_unused=True,
+                                             materialize_grads=True)
+                    GV[s : s + chunk_size] += torch.cat([t.reshape(len(adz), -1) for t in gv], 1)
+            del params, z, r, g
     out: dict[str, float] = {"n_probes": n_probes}
     parts = [("", HV)] + ([("g_", GV)] if gauss_newton else [])
     for prefix, MV in parts:

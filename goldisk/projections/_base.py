@@ -127,6 +127,18 @@ class Projection(nn.Module):
         """Map ``v`` of shape ``(..., D)`` to ``P^T @ v`` of shape ``(..., d)``."""
         raise NotImplementedError
 
+    def columns(self, start: int, stop: int) -> torch.Tensor:
+        """Columns ``start..stop`` of ``P`` as the rows of a ``(stop - start, D)`` tensor.
+
+        ``forward`` of the matching rows of the identity by default; subclasses that store
+        ``P`` return a copy of the stored columns.
+        """
+        if not 0 <= start < stop <= self.d:
+            raise ValueError(f"columns needs 0 <= start < stop <= d={self.d}, got {start}, {stop}")
+        E = torch.zeros(stop - start, self.d, dtype=self.dtype, device=self.device)
+        E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        return self.forward(E)
+
     # ------------------------------------------------------------------ helpers
     def _check_input(self, x: torch.Tensor, n: int, name: str) -> None:
         if not torch.is_tensor(x):

@@ -68,6 +68,12 @@ class DenseProjection(Projection):
         self._check_input(v, self.D, "v")
         return torch.matmul(v, self.weight)
 
+    def columns(self, start: int, stop: int) -> torch.Tensor:
+        """Columns ``start..stop`` of the stored matrix, as rows ``(stop - start, D)``."""
+        if not 0 <= start < stop <= self.d:
+            raise ValueError(f"columns needs 0 <= start < stop <= d={self.d}, got {start}, {stop}")
+        return self.weight[:, start:stop].T.contiguous()
+
     @property
     def nnz(self) -> int:
         """``D*d``: every entry is stored."""
