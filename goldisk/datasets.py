@@ -104,7 +104,8 @@ def load_digits(standardize: bool = True, image: bool = False) -> Dataset:
     return Dataset(X, bunch.target.astype(np.int64), "digits", 10, (1, 8, 8))
 
 
-def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0) -> Dataset:
+def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0,
+                  center=(0.0, 0.0)) -> Dataset:
     """Three concentric noisy circles in 2-D, one class per circle (radii 1, 2, 3).
 
     A three-class analogue of :func:`sklearn.datasets.make_circles`, like the toy
@@ -114,12 +115,20 @@ def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0) ->
     each coordinate.  Classes are balanced (sizes differ by at most one) and the
     samples are shuffled.
 
+    Centred at 0 (the default), the classes cannot be told apart by a bias-free ReLU
+    network: it is positively homogeneous in its input, ``f(a x) = a^L f(x)`` for
+    ``a > 0``, so every ray from the origin gets one class although it crosses all three
+    circles. Pass a ``center`` away from 0 (e.g. ``(4, 4)``) to study homogeneous
+    networks that can learn the task.
+
     Parameters
     ----------
     n_samples : int, default 1500
     noise : float, default 0.05
     random_state : None, int, numpy.random.Generator, ...
         See :func:`goldisk._rng.check_random_state`; the global RNG is never used.
+    center : pair of float, default (0, 0)
+        Common centre of the circles.
 
     Examples
     --------
@@ -131,6 +140,9 @@ def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0) ->
         raise ValueError(f"n_samples must be at least 3 (one per class), got {n_samples}.")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise}; e.g. noise=0.05.")
+    c = np.asarray(center, dtype=np.float64)
+    if c.shape != (2,) or not np.all(np.isfinite(c)):
+        raise ValueError(f"center must be two finite numbers, e.g. center=(4, 4); got {center!r}.")
     rng = check_random_state(random_state)
     n_samples = int(n_samples)
     y = np.arange(n_samples, dtype=np.int64) % 3
@@ -139,6 +151,7 @@ def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0) ->
     radius = (y + 1).astype(np.float64)
     X = np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1)
     X += noise * rng.standard_normal(X.shape)
+    X += c
     return Dataset(X.astype(np.float32), y, "circles", 3, None)
 
 

@@ -54,6 +54,37 @@ def test_circles():
     assert make_circles3(30, random_state=gen).X.shape == (30, 2)
 
 
+def test_circles_center_lets_a_bias_free_relu_net_learn():
+    centred = make_circles3(300, random_state=4)
+    shifted = make_circles3(300, random_state=4, center=(4.0, 4.0))
+    np.testing.assert_allclose(shifted.X, centred.X + np.float32(4.0), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(shifted.y, centred.y)
+    with pytest.raises(ValueError, match="center must be two finite numbers"):
+        make_circles3(30, center=(1.0,))
+
+    def test_accuracy(ds, test):
+        gen = torch.Generator().manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(2, 64, bias=False), torch.nn.ReLU(),
+                                  torch.nn.Linear(64, 64, bias=False), torch.nn.ReLU(),
+                                  torch.nn.Linear(64, 3, bias=False))
+        for p in net.parameters():
+            p.data = torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5
+        X, y = torch.from_numpy(ds.X), torch.from_numpy(ds.y)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(300):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(X), y).backward()
+            opt.step()
+        Xt, yt = torch.from_numpy(test.X), torch.from_numpy(test.y)
+        return float((net(Xt).argmax(1) == yt).float().mean())
+
+    # homogeneous in x: the class is constant along rays, so centred rings are at chance
+    # on new samples (a fit of the training angles does not generalize); shifted ones not
+    low = test_accuracy(centred, make_circles3(600, random_state=5))
+    high = test_accuracy(shifted, make_circles3(600, random_state=5, center=(4.0, 4.0)))
+    assert low < 0.42 and high > 0.55, (low, high)
+
+
 def test_circles_does_not_use_global_rng():
     state = np.random.get_state()[1].copy()  # noqa: NPY002
     make_circles3(30, random_state=None)
