@@ -591,7 +591,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dims", type=int, nargs="+")
     ap.add_argument("--methods", nargs="+", help="subset of: " + " ".join(METHODS))
-    ap.add_argument("--variants", action="store_true", help="also time goldisk-param(+G)")
+    ap.add_argument("--variants", action="store_true",
+                    help="also time goldisk-forward, goldisk-chunk=d and rr-vmap")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=None,

@@ -25,7 +25,7 @@ from torch.func import grad, jvp, vmap
 from .._flat import ParamLayout, parameter_vector
 from .._validation import TRANSFORMS_LOCK, check_data, check_model, check_outputs, model_device
 from ._losses import logit_hessian, per_sample_loss
-from ._reverse import reverse_chunk, reverse_hessian
+from ._reverse import output_sizes, reverse_chunk, reverse_hessian
 
 __all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model", "METHODS"]
 
@@ -104,19 +104,7 @@ def _auto_chunk(model, layout, w, xb, n_dirs, n_scales, device):
     on a GPU. On CPU radii are never vectorized (no speed gain, only memory); on a GPU
     they are, as far as the budget allows, so that one call does the work of many.
     """
-    sizes = []
-    hooks = [
-        m.register_forward_hook(
-            lambda _m, _i, o: sizes.append(o.numel() if torch.is_tensor(o) else 0)
-        )
-        for m in model.modules()
-    ]
-    try:
-        with torch.no_grad():
-            layout.call(model, w, xb[:1])
-    finally:
-        for h in hooks:
-            h.remove()
+    sizes = output_sizes(model, layout, w, xb)
     item = w.element_size()
     per_dir = 6 * max(sum(sizes), 1) * len(xb) * item + 4 * w.numel() * item
     if device.type == "cuda":

@@ -31,14 +31,14 @@ from torch.func import functional_call
 
 from ._losses import logit_hessian, per_sample_loss
 
-__all__ = ["reverse_hessian", "reverse_chunk", "gradient_graph", "hessian_block",
+__all__ = ["reverse_hessian", "reverse_chunk", "gradient_graph", "hessian_block", "output_sizes",
            "MMAP_THRESHOLD_BYTES"]
 
 #: glibc's largest dynamic mmap threshold on 64-bit Linux (``DEFAULT_MMAP_THRESHOLD_MAX``).
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 
 
-def _output_sizes(net, layout, w, xb):
+def output_sizes(net, layout, w, xb):
     """Numel per sample of every module output on one sample (hooks on all modules)."""
     sizes = []
     hooks = [
@@ -65,7 +65,7 @@ def reverse_chunk(net, layout, w, xb, d, device, *, dense=True) -> int:
     store a ``D x d`` matrix (sparse, Fastfood, ``dense=False``) get ``c < d``, so no
     ``d x D`` block exists either.
     """
-    sizes = _output_sizes(net, layout, w, xb)
+    sizes = output_sizes(net, layout, w, xb)
     item = w.element_size()
     if device.type == "cuda":
         per_dir = (6 * sum(sizes) * len(xb) + 4 * layout.D) * item
@@ -113,6 +113,19 @@ def hessian_block(layout, params, r, g, V):
     return torch.cat([t.reshape(len(V), -1) for t in hv], dim=1), U
 
 
+class _ReverseBatch:
+    """One mini-batch, reverse-over-reverse: the gradient graph once, then any blocks."""
+
+    def __init__(self, net, layout, base, xb, yb, loss, n):
+        self.layout = layout
+        self.params, self.z, self.r, self.g, self.loss = gradient_graph(
+            net, layout, base, xb, yb, loss, n)
+        self.grad = torch.cat([t.detach().reshape(-1) for t in self.g])
+
+    def block(self, V):
+        return hessian_block(self.layout, self.params, self.r, self.g, V)
+
+
 def _transpose(P, V):
     return V if P is None else P.transpose(V)
 
@@ -133,10 +146,7 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
         gram = torch.zeros_like(H)
         g_full = torch.zeros_like(base)
     for bi, (xb, yb) in enumerate(batches(X, y, batch_size, dtype, device)):
-        params, z, r, g, lsum = gradient_graph(net, layout, base, xb, yb, loss, n)
-        L += lsum
-        if sphere:
-            g_full += torch.cat([t.detach().reshape(-1) for t in g])
+        work = _ReverseBatch(net, layout, base, xb, yb, loss, n)
         Us = []
         for s in range(0, d, chunk):
             e = min(d, s + chunk)
@@ -145,7 +155,7 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
                 if bi == 0:
                     gram[s:e] = _transpose(P, V)
                 V = V - (V @ u)[:, None] * u  # columns of M = (I - u u^T) P
-            HV, U = hessian_block(layout, params, r, g, V)  # (c, D): H_w M e_i, and J M e_i
+            HV, U = work.block(V)  # (c, D): H_w M e_i, and J M e_i
             block = _transpose(P, HV)  # (c, d): P^T H_w M e_i
             if sphere:
                 block = block - (HV @ u)[:, None] * b  # M^T = P^T - b u^T
@@ -153,11 +163,14 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
             if gauss_newton:
                 Us.append(U.detach())
             del HV, V
+        L += work.loss
+        if sphere:
+            g_full += work.grad
         if gauss_newton:
-            A = logit_hessian(z.detach(), yb, loss) / n  # (B, C, C)
+            A = logit_hessian(work.z.detach(), yb, loss) / n  # (B, C, C)
             U = torch.cat(Us).permute(1, 2, 0)  # (B, C, d): J M for this batch
             G += U.flatten(0, 1).T @ (A @ U).flatten(0, 1)
-        del g, r, z, lsum, params
+        del work
     if sphere:
         a = _transpose(P, g_full[None])[0]
         gu = g_full @ u
