@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..experiments import SELECT_COLUMNS, select
-    from ..experiments._report import ResultFolder, finalize_select
+    from ..experiments._report import ResultFolder
+    from ..experiments._summaries import finalize_select
 
     for name in ("n_inits", "dim", "hessian_samples", "batch_size", "epochs"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))

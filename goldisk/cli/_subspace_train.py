@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..experiments import SUBSPACE_COLUMNS, subspace_train
-    from ..experiments._report import ResultFolder, finalize_subspace_train
+    from ..experiments._report import ResultFolder
+    from ..experiments._summaries import finalize_subspace_train
 
     radii = parse_floats(args.radii, "--radii")
     dims = parse_ints(args.dims, "--dims")

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..experiments import TRAJECTORY_COLUMNS, trajectory
-    from ..experiments._report import ResultFolder, finalize_trajectory
+    from ..experiments._report import ResultFolder
+    from ..experiments._summaries import finalize_trajectory
 
     radii = parse_floats(args.radii, "--radii")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
