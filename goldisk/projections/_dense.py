@@ -7,12 +7,29 @@ import torch
 from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
 
 
+def _cholesky_qr2(A: torch.Tensor) -> torch.Tensor | None:
+    """``Q`` of ``A = QR`` with ``diag(R) > 0`` by CholeskyQR2; ``None`` if it fails."""
+    Q = A
+    for _ in range(2):
+        R, info = torch.linalg.cholesky_ex(Q.T @ Q, upper=True)
+        if int(info) != 0:
+            return None
+        eye = torch.eye(R.shape[0], dtype=R.dtype)
+        Q = Q @ torch.linalg.solve_triangular(R, eye, upper=True)  # d x d inverse, one GEMM
+    return Q if float((Q.T @ Q - eye).abs().max()) <= 1e-12 else None
+
+
 class DenseProjection(Projection):
     """Dense random projection with orthonormal columns.
 
     A ``D x d`` standard Gaussian matrix is drawn (in float64, on CPU) and orthonormalised
-    with a reduced QR decomposition (``torch.linalg.qr``); the signs of ``diag(R)`` are folded
-    into ``Q`` so that the result is Haar-distributed on the Stiefel manifold. The matrix is
+    to the ``Q`` of its QR decomposition with ``diag(R) > 0``, which is unique and
+    Haar-distributed on the Stiefel manifold. For a tall matrix (``D >= 4 d``, the usual
+    case, where the Gaussian is well conditioned) this is CholeskyQR2 (two rounds of
+    ``Q = A R^-1`` with ``R^T R = A^T A``; matrix products only, about 3x faster than
+    Householder QR at ``D = 199,210, d = 100``); otherwise, or if its result is not
+    orthonormal to ``1e-12``, Householder QR (``torch.linalg.qr``) with the signs of
+    ``diag(R)`` folded into ``Q``. Both give the same ``Q`` up to rounding. The matrix is
     stored as the buffer ``weight`` of shape ``(D, d)``, so memory is ``O(D d)``.
 
     Parameters
@@ -50,9 +67,11 @@ class DenseProjection(Projection):
         super().__init__(D, d)
         g = as_torch_generator(generator)
         A = torch.randn(D, d, generator=g, dtype=torch.float64)
-        Q, R = torch.linalg.qr(A, mode="reduced")
-        s = torch.sign(torch.diagonal(R))
-        Q = Q * torch.where(s == 0, torch.ones_like(s), s)
+        Q = _cholesky_qr2(A) if D >= 4 * d else None
+        if Q is None:
+            Q, R = torch.linalg.qr(A, mode="reduced")
+            s = torch.sign(torch.diagonal(R))
+            Q = Q * torch.where(s == 0, torch.ones_like(s), s)
         if m is not None:
             Q = m[:, None] * Q
             Q = Q / torch.linalg.vector_norm(Q, dim=0)
