@@ -7,7 +7,7 @@ grid-searchable parameters; ``CurvatureProbe`` measures (and scores) curvature;
 """
 
 from ._init_scaler import InitScaler
-from ._net import GoldilocksClassifier, GoldilocksRegressor
+from ._nets import GoldilocksClassifier, GoldilocksRegressor
 from ._probe import SCORES, CurvatureProbe
 from ._selector import GoldilocksSelector
 from ._subspace_projector import SubspaceProjector, layer_metric
