@@ -217,9 +217,20 @@ def parallel_backend(args):
         if args.scheduler:
             client, cluster = Client(args.scheduler), None
         else:
+            import dask
+
             workers = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            # dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc give
+            # every large temporary back to the kernel: a sweep ran 1.6-2x slower per worker
+            # (benchmarks/bench_distributed.py). Also keep it out of this process's env.
+            key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+            saved = dict(os.environ)
+            with dask.config.set({key: None}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
+            for name in set(os.environ) - set(saved):
+                del os.environ[name]
+            os.environ.update(saved)
             client = Client(cluster)
         try:
             with joblib.parallel_config(backend="dask"):
