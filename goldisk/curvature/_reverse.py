@@ -32,6 +32,7 @@ from torch.func import functional_call
 from ._losses import logit_hessian, per_sample_loss
 
 __all__ = ["reverse_hessian", "reverse_chunk", "gradient_graph", "hessian_block", "output_sizes",
+           "LOOP_MAX",
            "MMAP_THRESHOLD_BYTES"]
 
 #: glibc's largest dynamic mmap threshold on 64-bit Linux (``DEFAULT_MMAP_THRESHOLD_MAX``).
@@ -104,12 +105,26 @@ def gradient_graph(net, layout, base, xb, yb, loss, n):
     return params, z, r, g, lsum.detach()
 
 
+#: On CPU, blocks of at most this many directions go one at a time: the batched double
+#: backward (legacy vmap) costs about 1.4x the loop per direction for so few
+#: (benchmarks/bench_hessian.py, d = 10), and more directions are faster batched.
+LOOP_MAX = 12
+
+
 def hessian_block(layout, params, r, g, V):
     """``H V^T`` as ``(c, D)`` and ``J V^T`` as ``(c, *z.shape)`` for directions ``V`` (c, D)."""
+    opts = dict(retain_graph=True, allow_unused=True, materialize_grads=True)
+    if V.device.type == "cpu" and len(V) <= LOOP_MAX:
+        HV, Us = torch.empty_like(V), []
+        for i, v in enumerate(V):
+            *hv, U = torch.autograd.grad(g, [*params, r],
+                                         grad_outputs=list(layout.unflatten(v).values()), **opts)
+            torch.cat([t.reshape(-1) for t in hv], out=HV[i])
+            Us.append(U)
+        return HV, torch.stack(Us)
     vs = list(layout.unflatten(V).values())
-    *hv, U = torch.autograd.grad(g, [*params, r], grad_outputs=vs, retain_graph=True,
-                                 is_grads_batched=True, allow_unused=True,
-                                 materialize_grads=True)
+    *hv, U = torch.autograd.grad(g, [*params, r], grad_outputs=vs, is_grads_batched=True,
+                                 **opts)
     return torch.cat([t.reshape(len(V), -1) for t in hv], dim=1), U
 
 
