@@ -23,7 +23,7 @@ def bench():
 
 @pytest.mark.parametrize(
     "method",
-    ["goldisk", "goldisk+G", "goldisk-param+G", "goldisk-chunk=d", "rr-vmap", "autograd-vec",
+    ["goldisk", "goldisk+G", "goldisk-forward", "goldisk-chunk=d", "rr-vmap", "autograd-vec",
      "hvp-loop", "pyhessian", "curvlinops"],
 )
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
