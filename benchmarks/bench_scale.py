@@ -8,24 +8,54 @@ subspace over a full-space step).
 Peak memory is compared with one forward-backward pass at the same batch size plus d^2
 floats; a TorchDispatchMode records the largest tensor created, to show that no D x d
 array exists for the sparse and Fastfood projections.
+
+Overhead: an MLP 784-w-w-10 (w = 200 on CPU: D = 199,210; w = 700 on GPU: D = 1,046,010),
+float32, batch 128, Adam, one step = zero_grad + forward + backward + step. After 3 warm-up
+steps each, the methods take turns in blocks of ``--steps`` timed steps, each after one
+untimed step, for ``--repeats`` rounds (full, dense, sparse, ..., full, dense, ...), so that
+a change in the machine's load hits all of them alike; the reported step time is the median
+over all the timed steps of a method (on GPU, of the per-block means) and the ratio is over
+the full-space median. The JSON records the environment (CPU, threads, versions, load
+averages at start and end) next to the rows.
+
+The published PyTorch port of Li et al.'s wrappers (``intrinsic-dimensionality`` on PyPI,
+github.com/jgamper/intrinsic-dimensionality) is run side by side when importable (module
+``intrinsic``); otherwise the JSON says why it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
+import importlib
+import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from goldisk import SubspaceModule
-from goldisk.curvature import subspace_hessian
-from goldisk.models import MLP
-from goldisk.projections import make_projection
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, format_table, load_average, write_json  # noqa: E402
+
+from goldisk import SubspaceModule  # noqa: E402
+from goldisk.curvature import subspace_hessian  # noqa: E402
+from goldisk.models import MLP  # noqa: E402
+from goldisk.projections import make_projection  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+
+#: Why the published port of Li et al. is not in the table when ``import intrinsic`` fails
+#: (checked with ``pip download intrinsic-dimensionality --no-deps``).
+LI_PORT_MISSING = (
+    "intrinsic-dimensionality 0.1 (the only release on PyPI, 2020-07-21) downloads, but its "
+    "wheel holds only the .dist-info metadata (LICENSE, METADATA, WHEEL, RECORD and an empty "
+    "top_level.txt): no 'intrinsic' module, so there is nothing to import. Its metadata also "
+    "pins torch==1.5.1, numpy==1.19.1 and 32 other exact versions, which cannot be installed "
+    "next to torch 2.x. The wrappers (DenseWrap, FastFoodWrap) exist only as source on GitHub "
+    "(jgamper/intrinsic-dimensionality) and are not vendored here."
+)
 
 
 class LargestTensor(TorchDispatchMode):
@@ -111,7 +141,15 @@ def scale(dev, d, batch, dtype):
     return rows
 
 
-def overhead(dev, D_target, d, batch, steps=20):
+def _li_port():
+    """``(module, None)`` for the published port of Li et al.'s wrappers, or ``(None, why)``."""
+    try:
+        return importlib.import_module("intrinsic"), None
+    except ImportError as exc:
+        return None, f"{LI_PORT_MISSING} (import intrinsic: {exc})"
+
+
+def overhead(dev, D_target, d, batch, steps=5, repeats=20):
     width = 700 if D_target > 500_000 else 200  # D = 1,046,010 or 199,210
     net = MLP(784, (width, width), 10).to(dev)
     D = sum(p.numel() for p in net.parameters())
@@ -119,30 +157,73 @@ def overhead(dev, D_target, d, batch, steps=20):
     X = torch.randn(batch, 784, generator=gen).to(dev)
     y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
 
-    def time_steps(module):
+    def stepper(module):
+        """A function ``run(n)`` doing 1 + ``n`` training steps of ``module`` and returning
+        the times of the last ``n``: each step's own time on CPU; on GPU the mean over the
+        ``n`` steps (synchronised at both ends only, so that consecutive steps overlap as in
+        training), ``n`` times. The untimed first step absorbs the cold caches left by the
+        previous block (the dense projection streams 0.8 GB a step)."""
         opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-3)
-        for i in range(steps + 3):
-            if i == 3:
-                sync(dev)
-                t0 = time.perf_counter()
+
+        def step():
             opt.zero_grad()
             torch.nn.functional.cross_entropy(module(X), y).backward()
             opt.step()
-        sync(dev)
-        return (time.perf_counter() - t0) / steps
 
-    full = time_steps(net)
-    rows = [{"method": "full space", "D": D, "d": D, "step_s": full, "ratio": 1.0}]
+        def run(n):
+            step()
+            times = []
+            sync(dev)
+            start = time.perf_counter()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            sync(dev)
+            if dev.type == "cuda":
+                return [(time.perf_counter() - start) / n] * n
+            return times
+
+        run(2)  # warm-up (and the lazily built sparse / Fastfood caches)
+        return run
+
+    methods = {"full space": (net, D)}
     for kind in ("dense", "sparse", "sparse-li", "fastfood"):
         if kind == "dense" and D * d > 4e8:
             continue
         P = make_projection(kind, D, d, random_state=0, dtype=torch.float32, device=dev)
-        sub = SubspaceModule(net, P).to(dev)
-        t = time_steps(sub)
-        rows.append({"method": f"subspace ({kind})", "D": D, "d": d, "step_s": t,
-                     "ratio": t / full})
-        print(rows[-1], flush=True)
-    return rows
+        methods[f"subspace ({kind})"] = (SubspaceModule(net, P).to(dev), d)
+    li, li_missing = _li_port()
+    li_errors = {}
+    if li is not None:  # pragma: no cover - the PyPI release has no module (see LI_PORT_MISSING)
+        # the wrappers as the port's README calls them: Wrap(model, intrinsic_dimension, device)
+        for name, wrap in (("dense", "DenseWrap"), ("fastfood", "FastFoodWrap")):
+            try:
+                mod = getattr(li, wrap)(copy.deepcopy(net), intrinsic_dimension=d,
+                                        device=dev.index if dev.type == "cuda" else "cpu")
+                methods[f"Li et al. port ({name})"] = (mod.to(dev), d)
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                li_errors[wrap] = f"{type(exc).__name__}: {exc}"
+
+    runners = {name: stepper(module) for name, (module, _) in methods.items()}
+    samples = {name: [] for name in methods}
+    for _ in range(repeats):  # round robin: a change of the machine's load hits all alike
+        for name, run in runners.items():
+            samples[name].extend(run(steps))
+    full = statistics.median(samples["full space"])
+    rows = []
+    for name, (_, dim) in methods.items():
+        t = statistics.median(samples[name])
+        rows.append({"method": name, "D": D, "d": dim, "step_s": t, "ratio": t / full,
+                     "step_s_quartiles": statistics.quantiles(samples[name], n=4),
+                     "steps_timed": len(samples[name])})
+    unit = "mean step time of each block" if dev.type == "cuda" else "step time"
+    notes = {"li_et_al_port": (f"not available: {li_missing}" if li is None
+                               else f"run; errors: {li_errors}" if li_errors else "run"),
+             "timing": f"median {unit} over {repeats} round-robin blocks of {steps} steps per "
+                       "method, each block after one untimed step (and 3 warm-up steps at "
+                       "first); ratio = median / full-space median"}
+    return rows, notes
 
 
 def main():
@@ -151,19 +232,30 @@ def main():
     ap.add_argument("--only", choices=("scale", "overhead"), default=None)
     ap.add_argument("--d", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=5, help="steps per block (overhead)")
+    ap.add_argument("--repeats", type=int, default=20, help="round-robin blocks (overhead)")
+    ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     out = {"device": str(dev), "torch": torch.__version__,
            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-           "threads": torch.get_num_threads()}
+           "threads": torch.get_num_threads(), "environment": environment(str(dev))}
     if args.only in (None, "overhead"):
         D_target = 1_000_000 if dev.type == "cuda" else 200_000
-        out["overhead"] = overhead(dev, D_target, args.d, args.batch)
+        rows, notes = overhead(dev, D_target, args.d, args.batch, args.steps, args.repeats)
+        out["overhead"] = rows
+        out["overhead_notes"] = notes
+        table = [dict(r, step_ms=1e3 * r["step_s"]) for r in rows]
+        print(format_table(table, [("method", "method", ""), ("D", "D", ",d"), ("d", "d", ",d"),
+                                   ("step_ms", "ms/step", ".3f"), ("ratio", "x full", ".2f")]))
+        print(f"Li et al. port: {notes['li_et_al_port']}")
     if args.only in (None, "scale"):
         out["scale"] = scale(dev, args.d, args.batch, torch.float32)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench_scale_{dev.type}.json"
-    path.write_text(json.dumps(out, indent=2))
+    out["environment"]["load_average_end"] = load_average()
+    path = Path(args.out) if args.out else RESULTS / f"bench_scale_{dev.type}.json"
+    write_json(path, out)
+    print(f"load average: start {out['environment']['load_average_start']}, "
+          f"end {out['environment']['load_average_end']}")
     print(f"saved {path}")
 
 

@@ -101,8 +101,27 @@ class SubspaceModule(nn.Module):
         return w
 
     def forward(self, x, *args, **kwargs):
-        params = self.layout.unflatten(self.point())
-        return torch.func.functional_call(self.base, params, (x, *args), kwargs)
+        # What ``torch.func.functional_call(self.base, params, ...)`` does, for the one case
+        # needed here (every name is a plain buffer of ``base``), at a fraction of its cost
+        # (0.3 ms a step for a 3-layer MLP): put the views of ``w`` in place of the buffers,
+        # call ``base``, put the buffers back. One ``split`` rather than a slice per tensor:
+        # its backward is a single ``cat``, where slices would each write their gradient into
+        # a zero D-vector and add them up.
+        w = self.point()
+        parts = w.split(self.layout.numels, dim=-1)
+        slots = []
+        for name in self.layout.names:
+            owner, _, leaf = name.rpartition(".")
+            slots.append((self.base.get_submodule(owner) if owner else self.base, leaf))
+        saved = [module._buffers[leaf] for module, leaf in slots]
+        try:
+            for (module, leaf), part, shape in zip(slots, parts, self.layout.shapes,
+                                                   strict=True):
+                module._buffers[leaf] = part.reshape(*w.shape[:-1], *shape)
+            return self.base(x, *args, **kwargs)
+        finally:
+            for (module, leaf), tensor in zip(slots, saved, strict=True):
+                module._buffers[leaf] = tensor
 
     def radius(self) -> float:
         """Current radius ``||w(theta)||``."""
