@@ -667,3 +667,16 @@ def test_fast_path_cuda(kind, dtype, fast_calls):
         assert len(fast_calls) == n + 1  # the CPU call only: CUDA takes the functional form
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("D,d", [(400, 100), (5000, 7)])
+def test_dense_cholesky_qr2_equals_householder_q(D, d):
+    from goldisk.projections._dense import _cholesky_qr2
+
+    A = torch.randn(D, d, generator=torch.Generator().manual_seed(3), dtype=F64)
+    Q, R = torch.linalg.qr(A)
+    Q = Q * torch.sign(torch.diagonal(R))  # the unique Q with diag(R) > 0
+    torch.testing.assert_close(_cholesky_qr2(A), Q, rtol=0, atol=1e-12)
+    assert _cholesky_qr2(torch.ones(D, d, dtype=F64)) is None or d == 1  # rank 1: fallback
+    P = make_projection("dense", D, d, random_state=3)
+    torch.testing.assert_close(P.gram(), torch.eye(d, dtype=F64), rtol=0, atol=1e-12)
