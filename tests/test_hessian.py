@@ -184,3 +184,16 @@ def test_method_and_chunk_validation():
         subspace_hessian(net, X, y, P, chunk_size=0)
     with pytest.raises(ValueError, match="scale_chunk must be a positive integer"):
         subspace_hessian(net, X, y, P, scale_chunk=1.5)
+
+
+@pytest.mark.parametrize("loop_max", [0, 2**62])
+def test_batched_and_looped_double_backward_match_brute_force(monkeypatch, loop_max):
+    import goldisk.curvature._reverse as rev
+
+    monkeypatch.setattr(rev, "LOOP_MAX", loop_max)
+    net, X, y = PROBLEMS["relu-mlp"]()
+    P = make_projection("sparse", ParamLayout(net).D, 6, random_state=5)
+    res = subspace_hessian(net, X, y, P, method="reverse", chunk_size=4, batch_size=16)
+    M = dense_of(P)
+    assert rel_err(res.H, M.T @ brute_force_hessian(net, X, y) @ M) <= RTOL
+    assert rel_err(res.G, M.T @ brute_force_gauss_newton(net, X, y) @ M) <= RTOL

@@ -105,10 +105,13 @@ def gradient_graph(net, layout, base, xb, yb, loss, n):
     return params, z, r, g, lsum.detach()
 
 
-#: On CPU, blocks of at most this many directions go one at a time: the batched double
-#: backward (legacy vmap) costs about 1.4x the loop per direction for so few
-#: (benchmarks/bench_hessian.py, d = 10), and more directions are faster batched.
-LOOP_MAX = 12
+#: On CPU, blocks of at most this many directions go one at a time through the retained
+#: graph: in one process, round-robin, looping was faster than the batched double backward
+#: (legacy vmap) at every d measured (MLP 784-200-200-10, 1,000 samples: 1.02 vs 1.11 s at
+#: d = 50, 4.35 vs 4.62 s at d = 200; PyHessian's loop 1.22 / 4.85 s). So all CPU blocks
+#: loop; blocks still bound the memory of the directions (``c x D``) and batch ``P^T``.
+#: The batched path is used on GPUs (tested on CPU with ``LOOP_MAX = 0``).
+LOOP_MAX = 2**62
 
 
 def hessian_block(layout, params, r, g, V):
