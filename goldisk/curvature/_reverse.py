@@ -138,7 +138,11 @@ class _ReverseBatch:
         self.layout = layout
         self.params, self.z, self.r, self.g, self.loss = gradient_graph(
             net, layout, base, xb, yb, loss, n)
-        self.grad = torch.cat([t.detach().reshape(-1) for t in self.g])
+
+    @property
+    def grad(self):
+        """The batch's share of the full gradient, flat (needed on the hypersphere only)."""
+        return torch.cat([t.detach().reshape(-1) for t in self.g])
 
     def block(self, V):
         return hessian_block(self.layout, self.params, self.r, self.g, V)

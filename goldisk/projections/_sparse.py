@@ -134,9 +134,10 @@ class _CSRMatrix:
         k = self.k
         X = x.new_zeros(x.shape[0], k, k)  # exact zeros off the diagonal: inf/nan stay put
         X.diagonal(dim1=1, dim2=2).copy_(x[:, None].expand(-1, k))
-        # in place into zeros (``mm`` would compute into a buffer and copy it to its result)
-        out = x.new_zeros(self.blocked.shape[0] * k)
-        out.view(-1, k).addmm_(self.blocked, X.view(-1, k))
+        # in place (``mm`` would compute into a buffer and copy it to its result); beta=0:
+        # the uninitialised ``out`` is ignored, its nan/inf are not propagated
+        out = x.new_empty(self.blocked.shape[0] * k)
+        out.view(-1, k).addmm_(self.blocked, X.view(-1, k), beta=0)
         return out[: self.n_rows]
 
 
