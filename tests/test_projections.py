@@ -494,6 +494,21 @@ def test_fast_path_keeps_inf_and_nan_in_place(fast_proj):
     torch.testing.assert_close(y.isinf(), ref.isinf(), rtol=0, atol=0)
 
 
+def test_sparse_blocked_product_ignores_uninitialised_memory():
+    """The blocked CPU product writes into ``empty`` memory with beta=0: nothing may leak."""
+    P = make_projection("sparse-li", 300, 11, random_state=0)
+    C = P._csr(False)
+    assert C.blocked is not None and C.k == 4  # float64: 4 per 32 bytes
+    theta = rand(11)
+    for _ in range(5):
+        junk = torch.full((C.blocked.shape[0] * C.k,), float("nan"), dtype=F64)
+        del junk  # its memory is likely handed out again
+        y = C(theta)
+        assert bool(torch.isfinite(y).all())
+        torch.testing.assert_close(y, P._gather_scatter(theta, False), rtol=1e-12, atol=1e-12)
+    assert P.float()._csr(False).k == 8
+
+
 def test_fast_path_gradients_and_double_backward(fast_proj, fast_calls):
     P = fast_proj
     M = P.to_dense()
