@@ -4,6 +4,7 @@ subspace over a full-space step).
 
     python benchmarks/bench_scale.py --device cuda
     python benchmarks/bench_scale.py --device cpu --only overhead
+    python benchmarks/bench_scale.py --device cpu --only scale   # batch 8, about 30 min
 
 Peak memory is compared with one forward-backward pass at the same batch size plus d^2
 floats; a TorchDispatchMode records the largest tensor created, to show that no D x d
@@ -28,16 +29,24 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import multiprocessing
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, format_table, load_average, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    PeakMemory,
+    environment,
+    format_table,
+    load_average,
+    write_json,
+)
 
 from goldisk import SubspaceModule  # noqa: E402
 from goldisk.curvature import subspace_hessian  # noqa: E402
@@ -59,7 +68,10 @@ LI_PORT_MISSING = (
 
 
 class LargestTensor(TorchDispatchMode):
-    """Remember the largest number of elements of any tensor an op returns."""
+    """Remember the largest number of elements of any strided tensor an op returns.
+
+    Sparse (CSR/COO) wrappers are skipped: their ``numel`` is the logical ``rows x cols``
+    size, while their index and value arrays, made by other ops, are counted as they are."""
 
     def __init__(self):
         super().__init__()
@@ -68,7 +80,7 @@ class LargestTensor(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided:
                 self.largest = max(self.largest, t.numel())
         return out
 
@@ -76,18 +88,6 @@ class LargestTensor(TorchDispatchMode):
 def sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
-
-
-def peak_reset(dev):
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-        return torch.cuda.memory_allocated(dev)
-    return 0
-
-
-def peak(dev, base):
-    return torch.cuda.max_memory_allocated(dev) - base if dev.type == "cuda" else float("nan")
 
 
 def resnet18():
@@ -99,45 +99,71 @@ def resnet18():
     return net.eval()
 
 
-def scale(dev, d, batch, dtype):
-    net = resnet18().to(dev, dtype)
+def _scale_job(job):
+    """One scale measurement, run in a fresh process (so that the CPU peak RSS is its own)."""
+    what, kind, dev, d, batch, chunk, method = job
+    dev = torch.device(dev)
+    torch.manual_seed(0)  # torchvision draws the ResNet's weights from the global RNG
+    net = resnet18().to(dev, torch.float32)
     D = sum(p.numel() for p in net.parameters())
     gen = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, 3, 32, 32, generator=gen).to(dev, dtype)
+    X = torch.randn(batch, 3, 32, 32, generator=gen).to(dev)
     y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
-    base = peak_reset(dev)
-    net.zero_grad()
-    torch.nn.functional.cross_entropy(net(X), y).backward()
-    sync(dev)
-    fwd_bwd = peak(dev, base)
-    net.zero_grad(set_to_none=True)
-    rows = []
-    item = torch.finfo(dtype).bits // 8
-    for kind in ("sparse", "fastfood"):  # no D x d tensor: checked on every op of a small run
-        P = make_projection(kind, D, 20, random_state=0, dtype=dtype, device=dev)
+    opts = dict(batch_size=batch, chunk_size=chunk, method=method, dtype=torch.float32)
+    if what == "fwd_bwd":
+        with PeakMemory(dev) as mem:
+            torch.nn.functional.cross_entropy(net(X), y).backward()
+        return {"what": what, "D": D, "batch": batch, "peak_mib": mem.peak_mib,
+                "memory": mem.method}
+    t0 = time.perf_counter()
+    P = make_projection(kind, D, d, random_state=0, dtype=torch.float32, device=dev)
+    build = time.perf_counter() - t0
+    if what == "largest":  # no D x d tensor: every op of a small run is watched
         with LargestTensor() as spy:
-            subspace_hessian(net, X[:16], y[:16], P, chunk_size=4)
-        rows.append({"kind": kind, "check": "largest tensor", "d": 20,
-                     "largest_tensor": spy.largest, "D_times_d": D * 20,
-                     "no_Dxd_array": spy.largest < D * 20})
-        print(rows[-1], flush=True)
-    for kind, chunk in (("sparse", 16), ("fastfood", 16), ("fastfood", 1)):
-        P = make_projection(kind, D, d, random_state=0, dtype=dtype, device=dev)
-        subspace_hessian(net, X[:2], y[:2], P, chunk_size=chunk, gauss_newton=False)
-        base = peak_reset(dev)
+            subspace_hessian(net, X, y, P, **opts)
+        return {"what": what, "kind": kind, "D": D, "d": d, "chunk": chunk, "method": method,
+                "largest_tensor": spy.largest, "D_times_d": D * d,
+                "no_Dxd_array": spy.largest < D * d}
+    subspace_hessian(net, X[:1], y[:1], make_projection(kind, D, 2, random_state=0,
+                                                        dtype=torch.float32, device=dev),
+                     batch_size=1, dtype=torch.float32)  # warm-up (kernels, allocator)
+    with PeakMemory(dev) as cache:  # P's lazily built CSR / index caches, kept with P
+        P.transpose(P(torch.zeros(d, device=dev))[None])
+    with PeakMemory(dev) as mem:
         sync(dev)
         t0 = time.perf_counter()
-        res = subspace_hessian(net, X, y, P, batch_size=batch, chunk_size=chunk)
+        res = subspace_hessian(net, X, y, P, **opts)
         sync(dev)
         secs = time.perf_counter() - t0
-        used = peak(dev, base)
-        rows.append({
-            "kind": kind, "D": D, "d": d, "batch": batch, "chunk": chunk, "dtype": str(dtype),
-            "seconds": secs, "peak_bytes": used, "fwd_bwd_peak_bytes": fwd_bwd,
-            "d2_bytes": d * d * item, "peak_over_budget": used / (2 * fwd_bwd + d * d * item),
+    return {"what": what, "kind": kind, "method": method, "D": D, "d": d, "batch": batch,
+            "chunk": chunk,
+            "dtype": "float32", "build_s": build, "seconds": secs,
+            "seconds_per_direction": secs / d, "peak_mib": mem.peak_mib, "memory": mem.method,
+            "projection_cache_mib": cache.peak_mib,
             "finite": bool(torch.isfinite(res.H).all()),
-        })
-        print(rows[-1], flush=True)
+            "symmetric_err": float((res.H - res.H.T).abs().max() / res.H.abs().max())}
+
+
+def scale(dev, d, batch, chunks, methods):
+    """ResNet-18, d = ``d``: time and peak memory per projection, each in its own process,
+    against one forward-backward pass at the same batch plus ``d^2`` floats."""
+    ctx = multiprocessing.get_context("spawn")
+    jobs = [("fwd_bwd", None, str(dev), d, batch, None, None)]
+    jobs += [("largest", kind, str(dev), 20, min(batch, 16), None, method)
+             for kind in ("sparse", "fastfood") for method in methods]
+    jobs += [("hessian", kind, str(dev), d, batch, chunk, method)
+             for kind in ("sparse", "fastfood") for method in methods for chunk in chunks]
+    rows = []
+    for job in jobs:
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            row = pool.submit(_scale_job, job).result()
+        if row["what"] == "hessian":
+            fwd_bwd = rows[0]["peak_mib"]
+            budget = 2 * fwd_bwd + d * d * 4 / 2**20
+            row.update(fwd_bwd_peak_mib=fwd_bwd, budget_mib=budget,
+                       peak_over_budget=row["peak_mib"] / budget)
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
@@ -234,6 +260,12 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5, help="steps per block (overhead)")
     ap.add_argument("--repeats", type=int, default=20, help="round-robin blocks (overhead)")
+    ap.add_argument("--scale-batch", type=int, default=None,
+                    help="ResNet batch (default 128 on GPU, 8 on CPU)")
+    ap.add_argument("--methods", nargs="*", choices=("reverse", "forward"), default=None,
+                    help="subspace_hessian engines for the ResNet runs (default both on GPU)")
+    ap.add_argument("--chunks", type=int, nargs="*", default=None,
+                    help="directions per block for the ResNet runs (default 16 1 on GPU, auto)")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -250,7 +282,15 @@ def main():
                                    ("step_ms", "ms/step", ".3f"), ("ratio", "x full", ".2f")]))
         print(f"Li et al. port: {notes['li_et_al_port']}")
     if args.only in (None, "scale"):
-        out["scale"] = scale(dev, args.d, args.batch, torch.float32)
+        batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
+        chunks = args.chunks or ([16, 1] if dev.type == "cuda" else [None])
+        methods = args.methods or (["reverse", "forward"] if dev.type == "cuda" else ["reverse"])
+        out["scale"] = scale(dev, args.d, batch, chunks, methods)
+        out["scale_notes"] = (
+            "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
+            "in its own process; peak memory: " + out["scale"][0]["memory"] + " above the "
+            "memory in use at the start; budget = 2 x forward-backward peak + d^2 floats; "
+            "chunk None = automatic")
     out["environment"]["load_average_end"] = load_average()
     path = Path(args.out) if args.out else RESULTS / f"bench_scale_{dev.type}.json"
     write_json(path, out)

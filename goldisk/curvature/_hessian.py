@@ -237,7 +237,7 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
         forward = device.type == "cuda" or (scale_chunk or 1) > 1
         method = "forward" if forward else "reverse"
     if method == "reverse":
-        bases = [w0 * s for s in scale_list]
+        bases = (w0 if s == 1.0 else w0 * s for s in scale_list)  # one point at a time
         Pr = None if projection is None else P
         if chunk_size is None:
             xb, _ = next(batches(X, y, batch_size, dtype, device))

@@ -124,6 +124,7 @@ def hessian_block(layout, params, r, g, V):
                                          grad_outputs=list(layout.unflatten(v).values()), **opts)
             torch.cat([t.reshape(-1) for t in hv], out=HV[i])
             Us.append(U)
+            del hv  # else the last H v pieces live on through the next double backward
         return HV, torch.stack(Us)
     vs = list(layout.unflatten(V).values())
     *hv, U = torch.autograd.grad(g, [*params, r], grad_outputs=vs, is_grads_batched=True,
