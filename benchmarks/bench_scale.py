@@ -144,15 +144,15 @@ def _scale_job(job):
             "symmetric_err": float((res.H - res.H.T).abs().max() / res.H.abs().max())}
 
 
-def scale(dev, d, batch, chunks, methods):
+def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood")):
     """ResNet-18, d = ``d``: time and peak memory per projection, each in its own process,
     against one forward-backward pass at the same batch plus ``d^2`` floats."""
     ctx = multiprocessing.get_context("spawn")
     jobs = [("fwd_bwd", None, str(dev), d, batch, None, None)]
     jobs += [("largest", kind, str(dev), 20, min(batch, 16), None, method)
-             for kind in ("sparse", "fastfood") for method in methods]
+             for kind in kinds for method in methods]
     jobs += [("hessian", kind, str(dev), d, batch, chunk, method)
-             for kind in ("sparse", "fastfood") for method in methods for chunk in chunks]
+             for kind in kinds for method in methods for chunk in chunks]
     rows = []
     for job in jobs:
         with ProcessPoolExecutor(1, mp_context=ctx) as pool:
@@ -264,6 +264,8 @@ def main():
                     help="ResNet batch (default 128 on GPU, 8 on CPU)")
     ap.add_argument("--methods", nargs="*", choices=("reverse", "forward"), default=None,
                     help="subspace_hessian engines for the ResNet runs (default both on GPU)")
+    ap.add_argument("--kinds", nargs="*", choices=("sparse", "fastfood"),
+                    default=["sparse", "fastfood"], help="projections for the ResNet runs")
     ap.add_argument("--chunks", type=int, nargs="*", default=None,
                     help="directions per block for the ResNet runs (default 16 1 on GPU, auto)")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
@@ -285,7 +287,7 @@ def main():
         batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
         chunks = args.chunks or ([16, 1] if dev.type == "cuda" else [None])
         methods = args.methods or (["reverse", "forward"] if dev.type == "cuda" else ["reverse"])
-        out["scale"] = scale(dev, args.d, batch, chunks, methods)
+        out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds)
         out["scale_notes"] = (
             "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
             "in its own process; peak memory: " + out["scale"][0]["memory"] + " above the "

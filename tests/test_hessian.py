@@ -32,12 +32,45 @@ def conv_problem(seed=0):
     return net, X, y
 
 
+class TinyResNet(torch.nn.Module):
+    """ResNet-18's ingredients at toy size: bias-free convolutions, eval-mode BatchNorm with
+    non-trivial running statistics, a residual connection, ReLU and global average pooling."""
+
+    def __init__(self, gen):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 3, 3, padding=1, bias=False)
+        self.bn0 = torch.nn.BatchNorm2d(3)
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(3)
+        self.head = torch.nn.Linear(3, 3)
+        self.double().eval()
+        with torch.no_grad():
+            for t in [*self.parameters(), self.bn0.running_mean, self.bn1.running_mean]:
+                t.copy_(torch.randn(t.shape, generator=gen, dtype=torch.float64) * 0.5)
+            for bn in (self.bn0, self.bn1):
+                bn.running_var.copy_(torch.rand(3, generator=gen, dtype=torch.float64) + 0.5)
+
+    def forward(self, x):
+        h = torch.relu(self.bn0(self.stem(x)))
+        h = torch.relu(h + self.bn1(self.conv(h)))
+        return self.head(h.mean((2, 3)))
+
+
+def resnet_problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    net = TinyResNet(gen)
+    X = torch.randn(10, 1, 5, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (10,), generator=gen)
+    return net, X, y
+
+
 PROBLEMS = {
     "tanh-mlp": lambda: tiny_problem(0),
     "relu-mlp": lambda: tiny_problem(1, act="relu", hidden=(6, 5)),
     "bias-free-relu": lambda: tiny_problem(2, act="relu", bias=False),
     "linear": lambda: tiny_problem(3, hidden=()),
     "conv": lambda: conv_problem(4),
+    "resnet-block": lambda: resnet_problem(5),
 }
 
 
@@ -186,12 +219,13 @@ def test_method_and_chunk_validation():
         subspace_hessian(net, X, y, P, scale_chunk=1.5)
 
 
+@pytest.mark.parametrize("problem", ["relu-mlp", "resnet-block"])
 @pytest.mark.parametrize("loop_max", [0, 2**62])
-def test_batched_and_looped_double_backward_match_brute_force(monkeypatch, loop_max):
+def test_batched_and_looped_double_backward_match_brute_force(monkeypatch, loop_max, problem):
     import goldisk.curvature._reverse as rev
 
     monkeypatch.setattr(rev, "LOOP_MAX", loop_max)
-    net, X, y = PROBLEMS["relu-mlp"]()
+    net, X, y = PROBLEMS[problem]()
     P = make_projection("sparse", ParamLayout(net).D, 6, random_state=5)
     res = subspace_hessian(net, X, y, P, method="reverse", chunk_size=4, batch_size=16)
     M = dense_of(P)

@@ -170,7 +170,10 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
         g_full = torch.zeros_like(base)
     for bi, (xb, yb) in enumerate(batches(X, y, batch_size, dtype, device)):
         work = _ReverseBatch(net, layout, base, xb, yb, loss, n)
-        Us = []
+        # J M for this batch, filled block by block: one buffer, not a list of d small
+        # tensors (those, long-lived between the large transient blocks, fragment the heap:
+        # +1.5 GB of resident memory over 1,000 directions of a ResNet-18 on CPU)
+        Us = torch.empty((d, *work.z.shape), dtype=dtype, device=device) if gauss_newton else None
         for s in range(0, d, chunk):
             e = min(d, s + chunk)
             V = _columns(P, s, e, layout.D, dtype, device)
@@ -184,14 +187,14 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
                 block = block - (HV @ u)[:, None] * b  # M^T = P^T - b u^T
             H[s:e] += block
             if gauss_newton:
-                Us.append(U.detach())
+                Us[s:e] = U
             del HV, V
         L += work.loss
         if sphere:
             g_full += work.grad
         if gauss_newton:
             A = logit_hessian(work.z.detach(), yb, loss) / n  # (B, C, C)
-            U = torch.cat(Us).permute(1, 2, 0)  # (B, C, d): J M for this batch
+            U = Us.permute(1, 2, 0)  # (B, C, d): J M for this batch
             G += U.flatten(0, 1).T @ (A @ U).flatten(0, 1)
         del work
     if sphere:
