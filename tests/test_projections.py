@@ -695,3 +695,20 @@ def test_dense_cholesky_qr2_equals_householder_q(D, d):
     assert _cholesky_qr2(torch.ones(D, d, dtype=F64)) is None or d == 1  # rank 1: fallback
     P = make_projection("dense", D, d, random_state=3)
     torch.testing.assert_close(P.gram(), torch.eye(d, dtype=F64), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                         reason="needs CUDA"))],
+)
+def test_fastfood_norms_on_device_same_draws(device):
+    """``device=`` computes the exact column norms there; the random draws stay the CPU's."""
+    ref = make_projection("fastfood", 3000, 40, random_state=3)
+    P = make_projection("fastfood", 3000, 40, random_state=3, device=device)
+    assert P.G.device.type == device and P.inv_norms.device.type == device
+    for name in ("B", "Pi", "G"):
+        assert torch.equal(getattr(P, name).cpu(), getattr(ref, name))
+    torch.testing.assert_close(P.inv_norms.cpu(), ref.inv_norms, rtol=1e-14, atol=0)
+    cols = torch.linalg.vector_norm(P.to_dense(), dim=0)
+    torch.testing.assert_close(cols.cpu(), torch.ones(40, dtype=torch.float64), rtol=1e-13, atol=0)

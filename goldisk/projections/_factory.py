@@ -65,7 +65,8 @@ def make_projection(
         initialisation scale): the map becomes ``diag(metric) P`` with columns renormalised.
     dtype : torch.dtype, default torch.float64
     device : torch.device or str, optional
-        The projection is built on CPU and then moved here.
+        The random draws are made on the CPU (same seed, same projection on every device),
+        then the projection is moved here; Fastfood computes its exact column norms here.
 
     Returns
     -------
@@ -100,7 +101,7 @@ def make_projection(
         elif kind == "sparse-li":
             P = SparseProjection(D, d, generator=g, metric=m, density="li", dtype=dtype)
         else:
-            P = FastfoodProjection(D, d, generator=g, metric=m, dtype=dtype)
+            P = FastfoodProjection(D, d, generator=g, metric=m, dtype=dtype, device=device)
     if device is not None:
         P = P.to(device)
     return P

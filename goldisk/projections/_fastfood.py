@@ -95,6 +95,12 @@ class FastfoodProjection(Projection):
         Positive row scales; the normalisation uses the norms of the columns of
         ``diag(metric) C_D H G Pi H B E_d``.
     dtype : torch.dtype, default torch.float64
+    device : torch.device or str, optional
+        Where the projection lives. The random buffers are always drawn on the CPU (the same
+        seed gives the same ``B``, ``Pi``, ``G`` on every device); the exact column norms,
+        ``d`` transforms of length ``L`` in float64, are then computed on this device (on a
+        GPU in seconds where the CPU needs minutes at ``L = 2**24``), so ``inv_norms`` may
+        differ between devices in the last bits.
 
     Examples
     --------
@@ -111,7 +117,7 @@ class FastfoodProjection(Projection):
     kind = "fastfood"
     _optional_buffers = ("metric",)
 
-    def __init__(self, D, d, generator=None, metric=None, dtype=torch.float64):
+    def __init__(self, D, d, generator=None, metric=None, dtype=torch.float64, device=None):
         D = _check_D(D)
         d = _check_d(d, D)
         dtype = _check_dtype(dtype)
@@ -128,6 +134,8 @@ class FastfoodProjection(Projection):
         self.register_buffer("metric", m)
         block = sylvester_hadamard(1 << min(_BLOCK_LOG2, self.L.bit_length() - 1), dtype=f64)
         self.register_buffer("_H", block, persistent=False)
+        if device is not None:
+            self.to(device)
         norms = self.column_norms()
         if not bool((norms > 0).all()):  # pragma: no cover - probability zero
             raise RuntimeError("FastfoodProjection drew an all-zero column; use another seed")
