@@ -144,7 +144,7 @@ def _scale_job(job):
             "symmetric_err": float((res.H - res.H.T).abs().max() / res.H.abs().max())}
 
 
-def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood")):
+def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_timeout=None):
     """ResNet-18, d = ``d``: time and peak memory per projection, each in its own process,
     against one forward-backward pass at the same batch plus ``d^2`` floats."""
     ctx = multiprocessing.get_context("spawn")
@@ -155,9 +155,17 @@ def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood")):
              for kind in kinds for method in methods for chunk in chunks]
     rows = []
     for job in jobs:
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            row = pool.submit(_scale_job, job).result()
-        if row["what"] == "hessian":
+        pool = ProcessPoolExecutor(1, mp_context=ctx)
+        try:
+            row = pool.submit(_scale_job, job).result(timeout=job_timeout)
+        except TimeoutError:  # recorded; the worker is killed and the run goes on
+            for proc in list(pool._processes.values()):
+                proc.kill()
+            row = {"what": job[0], "kind": job[1], "method": job[6], "d": job[3],
+                   "batch": job[4], "chunk": job[5], "timeout_s": job_timeout}
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if row["what"] == "hessian" and "peak_mib" in row:
             fwd_bwd = rows[0]["peak_mib"]
             budget = 2 * fwd_bwd + d * d * 4 / 2**20
             row.update(fwd_bwd_peak_mib=fwd_bwd, budget_mib=budget,
@@ -266,6 +274,8 @@ def main():
                     help="subspace_hessian engines for the ResNet runs (default both on GPU)")
     ap.add_argument("--kinds", nargs="*", choices=("sparse", "fastfood"),
                     default=["sparse", "fastfood"], help="projections for the ResNet runs")
+    ap.add_argument("--job-timeout", type=float, default=None,
+                    help="seconds per ResNet row; a row that takes longer is recorded as such")
     ap.add_argument("--chunks", type=int, nargs="*", default=None,
                     help="directions per block for the ResNet runs (default 16 1 on GPU, auto)")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
@@ -287,7 +297,7 @@ def main():
         batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
         chunks = args.chunks or ([16, 1] if dev.type == "cuda" else [None])
         methods = args.methods or (["reverse", "forward"] if dev.type == "cuda" else ["reverse"])
-        out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds)
+        out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds, args.job_timeout)
         out["scale_notes"] = (
             "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
             "in its own process; peak memory: " + out["scale"][0]["memory"] + " above the "

@@ -28,3 +28,14 @@ def test_same_seed_same_numbers_and_validation():
     assert a == b and a != c
     with pytest.raises(ValueError, match="n_probes"):
         hutchinson(net, X, y, n_probes=0)
+
+
+def test_hessian_part_does_not_depend_on_gauss_newton():
+    """Without G the double backward stops at the parameters; H's estimates are unchanged."""
+    net, X, y = tiny_problem(4, hidden=(6,))
+    with_g = hutchinson(net, X, y, n_probes=20, random_state=2, batch_size=13, chunk_size=3)
+    h_only = hutchinson(net, X, y, n_probes=20, random_state=2, batch_size=13, chunk_size=3,
+                        gauss_newton=False)
+    assert not any(k.startswith("g_") for k in h_only)
+    for key, value in h_only.items():
+        assert value == pytest.approx(with_g[key], rel=1e-12), key

@@ -96,7 +96,8 @@ def hutchinson(
             if gauss_newton:
                 A = logit_hessian(z.detach(), yb, loss) / n  # (B, C, C)
             for s in range(0, n_probes, chunk_size):
-                hv, dZ = hessian_block(layout, params, r, g, V[s : s + chunk_size])
+                hv, dZ = hessian_block(layout, params, r, g, V[s : s + chunk_size],
+                                       jv=gauss_newton)
                 HV[s : s + chunk_size] += hv
                 if gauss_newton:
                     adz = torch.einsum("bce,pbe->pbc", A, dZ)

@@ -114,22 +114,28 @@ def gradient_graph(net, layout, base, xb, yb, loss, n):
 LOOP_MAX = 2**62
 
 
-def hessian_block(layout, params, r, g, V):
-    """``H V^T`` as ``(c, D)`` and ``J V^T`` as ``(c, *z.shape)`` for directions ``V`` (c, D)."""
+def hessian_block(layout, params, r, g, V, jv=True):
+    """``H V^T`` as ``(c, D)`` and ``J V^T`` as ``(c, *z.shape)`` for directions ``V`` (c, D).
+
+    ``jv=False``: ``H V^T`` only (``None`` for ``J V^T``); the double backward then stops at
+    the parameters instead of also reaching ``r`` (about 10% less work on a ResNet-18).
+    """
     opts = dict(retain_graph=True, allow_unused=True, materialize_grads=True)
+    inputs = [*params, r] if jv else params
     if V.device.type == "cpu" and len(V) <= LOOP_MAX:
         HV, Us = torch.empty_like(V), []
         for i, v in enumerate(V):
-            *hv, U = torch.autograd.grad(g, [*params, r],
-                                         grad_outputs=list(layout.unflatten(v).values()), **opts)
-            torch.cat([t.reshape(-1) for t in hv], out=HV[i])
-            Us.append(U)
-            del hv  # else the last H v pieces live on through the next double backward
-        return HV, torch.stack(Us)
+            out = torch.autograd.grad(g, inputs, grad_outputs=list(layout.unflatten(v).values()),
+                                      **opts)
+            torch.cat([t.reshape(-1) for t in out[: len(params)]], out=HV[i])
+            if jv:
+                Us.append(out[-1])
+            del out  # else the last H v pieces live on through the next double backward
+        return HV, torch.stack(Us) if jv else None
     vs = list(layout.unflatten(V).values())
-    *hv, U = torch.autograd.grad(g, [*params, r], grad_outputs=vs, is_grads_batched=True,
-                                 **opts)
-    return torch.cat([t.reshape(len(V), -1) for t in hv], dim=1), U
+    out = torch.autograd.grad(g, inputs, grad_outputs=vs, is_grads_batched=True, **opts)
+    HV = torch.cat([t.reshape(len(V), -1) for t in out[: len(params)]], dim=1)
+    return HV, out[-1] if jv else None
 
 
 class _ReverseBatch:
@@ -145,8 +151,8 @@ class _ReverseBatch:
         """The batch's share of the full gradient, flat (needed on the hypersphere only)."""
         return torch.cat([t.detach().reshape(-1) for t in self.g])
 
-    def block(self, V):
-        return hessian_block(self.layout, self.params, self.r, self.g, V)
+    def block(self, V, jv=True):
+        return hessian_block(self.layout, self.params, self.r, self.g, V, jv)
 
 
 def _transpose(P, V):
@@ -181,7 +187,7 @@ def _point(net, layout, base, P, kind, X, y, loss, n, batch_size, chunk, gauss_n
                 if bi == 0:
                     gram[s:e] = _transpose(P, V)
                 V = V - (V @ u)[:, None] * u  # columns of M = (I - u u^T) P
-            HV, U = work.block(V)  # (c, D): H_w M e_i, and J M e_i
+            HV, U = work.block(V, gauss_newton)  # (c, D): H_w M e_i, and J M e_i if needed
             block = _transpose(P, HV)  # (c, d): P^T H_w M e_i
             if sphere:
                 block = block - (HV @ u)[:, None] * b  # M^T = P^T - b u^T
