@@ -265,13 +265,13 @@ def plot_sweep(df: pd.DataFrame, path=None, title: str | None = None):
     """Fort's Figures 3-5 from a sweep table: trace ratio and fraction of positive
     eigenvalues against radius (one-sigma bands over subspaces, one curve per d), and the
     loss against radius on log-log axes. Returns the matplotlib Figure; saves to ``path``.
+
+    The Figure is a plain :class:`matplotlib.figure.Figure`, not registered with pyplot
+    (``plt.show()`` does not see it; a notebook displays it when it is the cell's value).
     """
-    import matplotlib
+    from ._mpl import pyplot_free
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = pyplot_free().subplots(1, 3, figsize=(15, 4.2))
     for k, grp in df.groupby("dim"):
         stats = grp.groupby("log10_r2_ratio")[["trace_ratio", "frac_positive"]].agg(["mean", "std"])
         x = stats.index.values

@@ -121,3 +121,25 @@ def test_vectorized_radii_equal_one_at_a_time(digits):
     a = radius_sweep(MLP(64, (6,), 10), digits.X, digits.y, radius_batch=1, **kw)
     b = radius_sweep(MLP(64, (6,), 10), digits.X, digits.y, radius_batch=3, **kw)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10)
+
+
+def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
+    """Plot functions make plain Figures: nothing is registered with pyplot (no figure
+    pile-up over a long session) and the user's backend is not switched."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from goldisk.experiments._plots import plot_sweep_norms
+    from goldisk.sweep import plot_sweep
+
+    out = tmp_path / "run"
+    assert main(["sweep", "--out", str(out), *TINY]) == 0
+    df = pd.read_csv(out / "sweep.csv")
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    for _ in range(3):
+        fig = plot_sweep(df, tmp_path / "again.png")
+        plot_sweep_norms(df, tmp_path / "norms.png")
+    assert plt.get_fignums() == figures
+    assert matplotlib.get_backend() == backend
+    assert len(fig.axes) == 3 and (tmp_path / "again.png").stat().st_size > 10_000
+    assert (tmp_path / "norms.png").stat().st_size > 10_000

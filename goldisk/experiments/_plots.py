@@ -1,7 +1,9 @@
 """Figures of the experiments, in the style of the papers' figures.
 
 Every function takes the experiment's DataFrame, returns a matplotlib Figure and saves
-it to ``path`` when given. Bands are one standard deviation over repeats/subspaces.
+it to ``path`` when given. Bands are one standard deviation over repeats/subspaces. The
+Figures are plain ``matplotlib.figure.Figure`` objects (see ``goldisk._mpl``): pyplot's
+figure registry and backend are left alone.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from .._mpl import pyplot_free
 
 __all__ = [
     "plot_sweep_norms",
@@ -26,12 +30,7 @@ _R_LABEL = r"radius ratio $r / r_{\mathrm{ref}}$ (dimensionless)"
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot_free()
 
 
 def _save(fig, path, dpi=90):
