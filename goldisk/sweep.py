@@ -29,6 +29,10 @@ from .curvature._stats import batch_statistics, warn_statistics
 from .models import init_weights_
 from .projections import make_projection
 
+#: Projection kinds a sweep draws its subspaces from (``make_projection``'s kinds but
+#: ``identity``, which has no random subspace).
+SWEEP_PROJECTIONS = ("dense", "sparse", "sparse-li", "fastfood", "auto")
+
 __all__ = ["default_radii", "radius_sweep", "sweep_statistics", "plot_sweep"]
 
 
@@ -150,6 +154,8 @@ def radius_sweep(
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
     if int(n_subspaces) < 1:
         raise ValueError(f"n_subspaces must be >= 1, got {n_subspaces}.")
+    if projection not in SWEEP_PROJECTIONS:
+        raise ValueError(f"projection must be one of {SWEEP_PROJECTIONS}, got {projection!r}.")
     radii = _check_ratios(radii)
     layout = ParamLayout(model)
     dims = _check_dims(dims, layout.D)

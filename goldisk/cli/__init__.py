@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import _decompose, _reproduce, _select, _subspace_train, _sweep, _trajectory
-from ._common import CLIError
+from ._common import CLIError, _one_line_errors
 
 __all__ = ["main", "build_parser"]
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="goldisk",
         description="Study the Goldilocks zone of neural-network initialization.",
     )
+    _one_line_errors(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(sub)
@@ -28,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the console script; user errors exit with status 2 and one line."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand, in one line, like its own option errors
+        subparsers = next(a for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except CLIError as exc:
