@@ -99,6 +99,26 @@ def resnet18():
     return net.eval()
 
 
+def _bare_hvp(what, net, names, params, v, X, y):
+    """One Hessian-vector product of the mean loss, as a peer would compute it: a double
+    backward (PyHessian) or forward-mode AD through the backward (``torch.autograd.
+    forward_ad``). Their peak memory is the floor for any engine built on them."""
+    from torch.autograd import forward_ad as fwad
+    from torch.func import functional_call
+
+    def loss(ws):
+        z = functional_call(net, dict(zip(names, ws, strict=True)), (X,))
+        return torch.nn.functional.cross_entropy(z, y)
+
+    if what == "hvp_double_backward":
+        g = torch.autograd.grad(loss(params), params, create_graph=True)
+        return torch.autograd.grad(g, params, v)
+    with fwad.dual_level():
+        duals = [fwad.make_dual(p, t) for p, t in zip(params, v, strict=True)]
+        g = torch.autograd.grad(loss(duals), params)
+        return [fwad.unpack_dual(t).tangent for t in g]
+
+
 def _scale_job(job):
     """One scale measurement, run in a fresh process (so that the CPU peak RSS is its own)."""
     what, kind, dev, d, batch, chunk, method = job
@@ -115,6 +135,18 @@ def _scale_job(job):
             torch.nn.functional.cross_entropy(net(X), y).backward()
         return {"what": what, "D": D, "batch": batch, "peak_mib": mem.peak_mib,
                 "memory": mem.method}
+    if what in ("hvp_double_backward", "hvp_forward_ad"):  # one bare H v: the floor
+        params = [p.detach().requires_grad_() for p in net.parameters()]
+        names = [n for n, _ in net.named_parameters()]
+        v = [torch.randn(p.shape, generator=gen).to(dev) for p in params]
+        with PeakMemory(dev) as mem:
+            sync(dev)
+            t0 = time.perf_counter()
+            _bare_hvp(what, net, names, params, v, X, y)
+            sync(dev)
+            secs = time.perf_counter() - t0
+        return {"what": what, "D": D, "batch": batch, "seconds": secs,
+                "peak_mib": mem.peak_mib, "memory": mem.method}
     t0 = time.perf_counter()
     P = make_projection(kind, D, d, random_state=0, dtype=torch.float32, device=dev)
     build = time.perf_counter() - t0
@@ -149,6 +181,8 @@ def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_time
     against one forward-backward pass at the same batch plus ``d^2`` floats."""
     ctx = multiprocessing.get_context("spawn")
     jobs = [("fwd_bwd", None, str(dev), d, batch, None, None)]
+    jobs += [(bare, None, str(dev), d, batch, None, None)
+             for bare in ("hvp_double_backward", "hvp_forward_ad")]
     jobs += [("largest", kind, str(dev), 20, min(batch, 16), None, method)
              for kind in kinds for method in methods]
     jobs += [("hessian", kind, str(dev), d, batch, chunk, method)
@@ -165,7 +199,7 @@ def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_time
                    "batch": job[4], "chunk": job[5], "timeout_s": job_timeout}
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        if row["what"] == "hessian" and "peak_mib" in row:
+        if row["what"] != "fwd_bwd" and "peak_mib" in row:
             fwd_bwd = rows[0]["peak_mib"]
             budget = 2 * fwd_bwd + d * d * 4 / 2**20
             row.update(fwd_bwd_peak_mib=fwd_bwd, budget_mib=budget,
