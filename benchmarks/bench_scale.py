@@ -305,13 +305,16 @@ def main():
     ap.add_argument("--scale-batch", type=int, default=None,
                     help="ResNet batch (default 128 on GPU, 8 on CPU)")
     ap.add_argument("--methods", nargs="*", choices=("reverse", "forward"), default=None,
-                    help="subspace_hessian engines for the ResNet runs (default both on GPU)")
+                    help="subspace_hessian engines for the ResNet runs (default: reverse; "
+                         "the forward engine took > 170 s on an H100 before)")
     ap.add_argument("--kinds", nargs="*", choices=("sparse", "fastfood"),
                     default=["sparse", "fastfood"], help="projections for the ResNet runs")
     ap.add_argument("--job-timeout", type=float, default=None,
-                    help="seconds per ResNet row; a row that takes longer is recorded as such")
+                    help="seconds per ResNet row, the worker's start-up (a few s) included; a "
+                         "row that takes longer is recorded as such")
     ap.add_argument("--chunks", type=int, nargs="*", default=None,
-                    help="directions per block for the ResNet runs (default 16 1 on GPU, auto)")
+                    help="directions per block for the ResNet runs (default 1 16 on GPU: the "
+                         "memory target, then speed; automatic on CPU)")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -329,8 +332,8 @@ def main():
         print(f"Li et al. port: {notes['li_et_al_port']}")
     if args.only in (None, "scale"):
         batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
-        chunks = args.chunks or ([16, 1] if dev.type == "cuda" else [None])
-        methods = args.methods or (["reverse", "forward"] if dev.type == "cuda" else ["reverse"])
+        chunks = args.chunks or ([1, 16] if dev.type == "cuda" else [None])
+        methods = args.methods or ["reverse"]
         out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds, args.job_timeout)
         out["scale_notes"] = (
             "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
