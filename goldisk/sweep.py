@@ -27,11 +27,11 @@ from ._validation import TRANSFORMS_LOCK
 from .curvature import model_state, subspace_hessian
 from .curvature._stats import batch_statistics, warn_statistics
 from .models import init_weights_
-from .projections import make_projection
+from .projections import KINDS, make_projection
 
 #: Projection kinds a sweep draws its subspaces from (``make_projection``'s kinds but
 #: ``identity``, which has no random subspace).
-SWEEP_PROJECTIONS = ("dense", "sparse", "sparse-li", "fastfood", "auto")
+SWEEP_PROJECTIONS = tuple(k for k in KINDS if k != "identity")
 
 __all__ = ["default_radii", "radius_sweep", "sweep_statistics", "plot_sweep"]
 

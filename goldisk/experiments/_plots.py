@@ -29,10 +29,6 @@ __all__ = [
 _R_LABEL = r"radius ratio $r / r_{\mathrm{ref}}$ (dimensionless)"
 
 
-def _plt():
-    return pyplot_free()
-
-
 def _save(fig, path, dpi=90):
     fig.tight_layout()
     if path is not None:
@@ -65,7 +61,7 @@ def _band(ax, grp: pd.DataFrame, x: str, y: str, log: bool = False, **kw):
 def plot_sweep_norms(df: pd.DataFrame, path=None, title=None):
     """Fort Fig. 5b: ``Tr(H)/r`` and ``||H||_F/r`` against the radius for each subspace
     dimension (log axes, one-sigma bands in log space; negative traces are not drawn)."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, ax = plt.subplots(figsize=(7, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     df = df.assign(tr_r=df["trace"] / df["radius"], fr_r=df["frobenius"] / df["radius"])
@@ -89,7 +85,7 @@ def plot_subspace_train(df: pd.DataFrame, dint: pd.DataFrame | None = None, path
                         title: str | None = None):
     """Fort Fig. 2: contours of validation accuracy over (r, d) for hyperplanes and
     hyperspheres; accuracy against r for each d; intrinsic dimension against r."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     sub = df[df["kind"] != "full"]
     levels = np.linspace(0, 1, 11)
@@ -192,7 +188,7 @@ def plot_select(df: pd.DataFrame, analysis: pd.DataFrame, path=None, title=None,
     """Fort Fig. 6: accuracy at each epoch against each measure with least-squares lines
     (slope and 95% CI in the legend), and the initial loss against the fraction of
     positive eigenvalues."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     epochs = sorted(e for e in df["epoch"].unique() if e > 0)
     cmap = plt.get_cmap("viridis")
@@ -231,7 +227,7 @@ def plot_select(df: pd.DataFrame, analysis: pd.DataFrame, path=None, title=None,
 def plot_select_slopes(analysis: pd.DataFrame, path=None, title=None):
     """Slope per standard deviation of each measure (95% CI) and the best-quarter minus
     rest accuracy difference against the epoch."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for k, (m, grp) in enumerate(analysis[analysis["epoch"] > 0].groupby("measure")):
         grp = grp.sort_values("epoch")
@@ -264,7 +260,7 @@ def plot_select_slopes(analysis: pd.DataFrame, path=None, title=None):
 def plot_trajectory(df: pd.DataFrame, fits: pd.DataFrame | None = None, path=None, title=None):
     """Chang: radius against training time from several initial radii (free and fixed),
     radius against sqrt(steps) with the fitted lines, final accuracy against r0."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     ratios = sorted(df["radius_ratio"].unique())
     cmap = plt.get_cmap("plasma")
@@ -324,7 +320,7 @@ def plot_decompose_curvature(df: pd.DataFrame, path=None, title=None):
     """Vysogorets: trace ratio of H, G and the H-term, their Frobenius norms, against the
     scale alpha; the trace ratio against the softmax temperature on the same axis
     ``T = alpha^-L``; loss, confidence and gradients against alpha."""
-    plt = _plt()
+    plt = pyplot_free()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     sc = df[df["part"] == "scale"]
     tp = df[df["part"] == "temperature"]
@@ -388,7 +384,7 @@ def plot_decompose_curvature(df: pd.DataFrame, path=None, title=None):
 def plot_decompose_inits(df: pd.DataFrame, path=None, title=None):
     """Confidence, entropy, logit-gradient norm and initial loss against the trace ratio
     across random inits (colour: log10 alpha), with Spearman correlations."""
-    plt = _plt()
+    plt = pyplot_free()
     from scipy import stats
 
     d = df[df["part"] == "inits"]
@@ -426,7 +422,7 @@ def plot_decompose_inits(df: pd.DataFrame, path=None, title=None):
 def plot_decompose_training(df: pd.DataFrame, path=None, title=None):
     """Trainability inside and outside the zone: final accuracy against alpha for GD
     (lr0 / alpha^(L-2)) and Adam, with the zone shaded; zero logits and loss over time."""
-    plt = _plt()
+    plt = pyplot_free()
     tr = df[df["part"] == "training"]
     sc = df[df["part"] == "scale"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))

@@ -232,6 +232,20 @@ class Projection(nn.Module):
     # ------------------------------------------------------------------ serialisation
     #: Persistent buffers that may be ``None`` (absent from ``state_dict``).
     _optional_buffers: tuple[str, ...] = ()
+    #: Lazily built caches kept in ``__dict__`` (outside ``state_dict``): dropped by
+    #: ``.to()`` / ``.double()`` (``_apply``) and when pickled, rebuilt on first use.
+    _caches: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse=True):
+        for name in self._caches:
+            self.__dict__.pop(name, None)
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._caches:
+            state.pop(name, None)
+        return state
 
     def _config(self) -> dict:
         """Non-tensor settings saved in ``state_dict`` (``_extra_state``) besides D, d, kind."""

@@ -115,6 +115,7 @@ class FastfoodProjection(Projection):
     """
 
     kind = "fastfood"
+    _caches = ("_ff_cache",)
     _optional_buffers = ("metric",)
 
     def __init__(self, D, d, generator=None, metric=None, dtype=torch.float64, device=None):
@@ -193,15 +194,6 @@ class FastfoodProjection(Projection):
             cache = (key, idx, idx64, scale, fold)
             self.__dict__["_ff_cache"] = cache
         return cache[1:]
-
-    def _apply(self, fn, recurse=True):
-        self.__dict__.pop("_ff_cache", None)
-        return super()._apply(fn, recurse)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_ff_cache", None)
-        return state
 
     def _forward(self, theta: torch.Tensor) -> torch.Tensor:
         H = self._block(theta)

@@ -239,6 +239,7 @@ class SparseProjection(Projection):
     """
 
     kind = "sparse"
+    _caches = ("_csr_cache",)
 
     def __init__(self, D, d, generator=None, metric=None, density=None, dtype=torch.float64):
         D = _check_D(D)
@@ -319,15 +320,6 @@ class SparseProjection(Projection):
             cache = (key, mats)
             self.__dict__["_csr_cache"] = cache
         return cache[1][1 if transposed else 0]
-
-    def _apply(self, fn, recurse=True):
-        self.__dict__.pop("_csr_cache", None)
-        return super()._apply(fn, recurse)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_csr_cache", None)
-        return state
 
     @property
     def nnz(self) -> int:
