@@ -708,3 +708,11 @@ def test_fastfood_norms_on_device_same_draws(device):
     torch.testing.assert_close(P.inv_norms.cpu(), ref.inv_norms, rtol=1e-14, atol=0)
     cols = torch.linalg.vector_norm(P.to_dense(), dim=0)
     torch.testing.assert_close(cols.cpu(), torch.ones(40, dtype=torch.float64), rtol=1e-13, atol=0)
+
+
+def test_sparse_columns_build_no_csr_form():
+    # columns() feeds every block of the reverse engine; a CSR form of P (a D + 1 row-pointer
+    # array, 44 MB for a ResNet-18) would be built and kept for it by the default forward(E)
+    P = SparseProjection(500, 7, generator=0)
+    torch.testing.assert_close(P.columns(2, 6), P.to_dense()[:, 2:6].T, rtol=0, atol=0)
+    assert "_csr_cache" not in P.__dict__

@@ -123,10 +123,12 @@ def hessian_block(layout, params, r, g, V, jv=True):
     opts = dict(retain_graph=True, allow_unused=True, materialize_grads=True)
     inputs = [*params, r] if jv else params
     if V.device.type == "cpu" and len(V) <= LOOP_MAX:
-        HV, Us = torch.empty_like(V), []
+        HV, Us = None, []
         for i, v in enumerate(V):
             out = torch.autograd.grad(g, inputs, grad_outputs=list(layout.unflatten(v).values()),
                                       **opts)
+            if HV is None:  # made after the first double backward: not alive during it
+                HV = torch.empty_like(V)
             torch.cat([t.reshape(-1) for t in out[: len(params)]], out=HV[i])
             if jv:
                 Us.append(out[-1])

@@ -133,13 +133,16 @@ class Projection(nn.Module):
         ``forward`` of the matching rows of the identity by default; subclasses that store
         ``P`` return a copy of the stored columns.
         """
-        if not 0 <= start < stop <= self.d:
-            raise ValueError(f"columns needs 0 <= start < stop <= d={self.d}, got {start}, {stop}")
+        self._check_columns(start, stop)
         E = torch.zeros(stop - start, self.d, dtype=self.dtype, device=self.device)
         E[torch.arange(stop - start), torch.arange(start, stop)] = 1
         return self.forward(E)
 
     # ------------------------------------------------------------------ helpers
+    def _check_columns(self, start: int, stop: int) -> None:
+        if not 0 <= start < stop <= self.d:
+            raise ValueError(f"columns needs 0 <= start < stop <= d={self.d}, got {start}, {stop}")
+
     def _check_input(self, x: torch.Tensor, n: int, name: str) -> None:
         if not torch.is_tensor(x):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

@@ -89,8 +89,7 @@ class DenseProjection(Projection):
 
     def columns(self, start: int, stop: int) -> torch.Tensor:
         """Columns ``start..stop`` of the stored matrix, as rows ``(stop - start, D)``."""
-        if not 0 <= start < stop <= self.d:
-            raise ValueError(f"columns needs 0 <= start < stop <= d={self.d}, got {start}, {stop}")
+        self._check_columns(start, stop)
         return self.weight[:, start:stop].T.contiguous()
 
     @property

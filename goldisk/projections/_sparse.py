@@ -327,6 +327,16 @@ class SparseProjection(Projection):
         return int(self.vals.numel())
 
     @torch.no_grad()
+    def columns(self, start: int, stop: int) -> torch.Tensor:
+        """Columns ``start..stop`` as rows ``(stop - start, D)``, scattered from the COO
+        buffers: ``O(nnz + (stop - start) D)``, and no CSR form of ``P`` is built for it."""
+        self._check_columns(start, stop)
+        sel = (self.cols >= start) & (self.cols < stop)
+        V = torch.zeros(stop - start, self.D, dtype=self.vals.dtype, device=self.vals.device)
+        return V.index_put_((self.cols[sel] - start, self.rows[sel]), self.vals[sel],
+                            accumulate=True)
+
+    @torch.no_grad()
     def to_dense(self) -> torch.Tensor:
         """Return the explicit ``D x d`` matrix, built directly from the COO buffers."""
         self._check_dense_size()
