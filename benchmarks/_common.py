@@ -140,14 +140,28 @@ class PeakMemory:
     and not of whatever ran before in the process (e.g. building the projection); where the
     reset is not allowed, ``ru_maxrss`` deltas are used (a lower bound). Run each method in
     its own process for clean numbers. CUDA: ``torch.cuda.max_memory_allocated``.
+
+    ``tensors=True`` on CPU also records ``tensor_peak_mib``, the high-water mark of the bytes
+    held by tensors allocated in the block (what ``max_memory_allocated`` counts on a GPU,
+    without the CUDA allocator's rounding), from the allocation events of
+    ``torch.profiler(profile_memory=True)``: free of the C heap's fragmentation and of
+    allocator caches, but it records every op, so use it on short runs only.
     """
 
-    def __init__(self, device="cpu"):
+    def __init__(self, device="cpu", tensors=False):
         self.device = str(device)
         self.method = None
         self.peak_mib = None
+        self.tensor_peak_mib = None
+        self._prof = None
+        if tensors and not self.device.startswith("cuda"):
+            from torch.profiler import ProfilerActivity, profile
+
+            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
 
     def __enter__(self):
+        if self._prof is not None:
+            self._prof.__enter__()
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -174,7 +188,22 @@ class PeakMemory:
             self.peak_mib = ((_status_kb(_HWM) or 0) - self._base) / 1024
         else:
             self.peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self._base) / 1024
+        if self._prof is not None:
+            self._prof.__exit__(*exc)
+            self.tensor_peak_mib = tensor_peak_bytes(self._prof) / 2**20
         return False
+
+
+def tensor_peak_bytes(prof) -> int:
+    """Largest running total of the signed allocation sizes a finished profiler recorded."""
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == cpu)
+    total = peak = 0
+    for _, nbytes in events:
+        total += nbytes
+        peak = max(peak, total)
+    return peak
 
 
 # ---------------------------------------------------------------------- output

@@ -99,10 +99,16 @@ def resnet18():
     return net.eval()
 
 
+#: One bare Hessian-vector product per row, the floors of the memory comparison.
+BARE_HVPS = ("hvp_double_backward", "hvp_double_backward_retained", "hvp_forward_ad")
+
+
 def _bare_hvp(what, net, names, params, v, X, y):
     """One Hessian-vector product of the mean loss, as a peer would compute it: a double
-    backward (PyHessian) or forward-mode AD through the backward (``torch.autograd.
-    forward_ad``). Their peak memory is the floor for any engine built on them."""
+    backward (PyHessian), the same keeping the gradient graph for further directions
+    (``retain_graph=True``, as any method must that reuses one gradient for many directions),
+    or forward-mode AD through the backward (``torch.autograd.forward_ad``). Their peak
+    memory is the floor for any engine built on them."""
     from torch.autograd import forward_ad as fwad
     from torch.func import functional_call
 
@@ -110,43 +116,57 @@ def _bare_hvp(what, net, names, params, v, X, y):
         z = functional_call(net, dict(zip(names, ws, strict=True)), (X,))
         return torch.nn.functional.cross_entropy(z, y)
 
-    if what == "hvp_double_backward":
+    if what.startswith("hvp_double_backward"):
         g = torch.autograd.grad(loss(params), params, create_graph=True)
-        return torch.autograd.grad(g, params, v)
+        return torch.autograd.grad(g, params, v, retain_graph=what.endswith("_retained"))
     with fwad.dual_level():
         duals = [fwad.make_dual(p, t) for p, t in zip(params, v, strict=True)]
         g = torch.autograd.grad(loss(duals), params)
         return [fwad.unpack_dual(t).tangent for t in g]
 
 
+#: Largest d at which the CPU rows also record the peak of live tensor bytes (the profiler
+#: that counts them records every op; at d = 1,000 its event log would take gigabytes).
+TENSOR_MAX_D = 50
+
+
+def _peak(row, mem):
+    if mem.tensor_peak_mib is None:
+        return dict(row, peak_mib=mem.peak_mib, memory=mem.method)
+    # the resident set then also holds the profiler's event log: kept, but not compared
+    return dict(row, tensor_peak_mib=mem.tensor_peak_mib, rss_with_profiler_mib=mem.peak_mib,
+                memory="live tensor bytes (profiler)")
+
+
 def _scale_job(job):
     """One scale measurement, run in a fresh process (so that the CPU peak RSS is its own)."""
-    what, kind, dev, d, batch, chunk, method = job
-    dev = torch.device(dev)
+    what, kind, d, batch, chunk, method = (job.get(k) for k in
+                                           ("what", "kind", "d", "batch", "chunk", "method"))
+    dev = torch.device(job["device"])
+    micro = job.get("micro") or batch
+    tensors = dev.type == "cpu" and d <= TENSOR_MAX_D
     torch.manual_seed(0)  # torchvision draws the ResNet's weights from the global RNG
     net = resnet18().to(dev, torch.float32)
     D = sum(p.numel() for p in net.parameters())
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(batch, 3, 32, 32, generator=gen).to(dev)
     y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
-    opts = dict(batch_size=batch, chunk_size=chunk, method=method, dtype=torch.float32)
+    opts = dict(batch_size=micro, chunk_size=chunk, method=method, dtype=torch.float32)
     if what == "fwd_bwd":
-        with PeakMemory(dev) as mem:
+        with PeakMemory(dev, tensors) as mem:
             torch.nn.functional.cross_entropy(net(X), y).backward()
-        return {"what": what, "D": D, "batch": batch, "peak_mib": mem.peak_mib,
-                "memory": mem.method}
-    if what in ("hvp_double_backward", "hvp_forward_ad"):  # one bare H v: the floor
+        return _peak({"what": what, "D": D, "batch": batch}, mem)
+    if what in BARE_HVPS:  # one bare H v: the floor
         params = [p.detach().requires_grad_() for p in net.parameters()]
         names = [n for n, _ in net.named_parameters()]
         v = [torch.randn(p.shape, generator=gen).to(dev) for p in params]
-        with PeakMemory(dev) as mem:
+        with PeakMemory(dev, tensors) as mem:
             sync(dev)
             t0 = time.perf_counter()
             _bare_hvp(what, net, names, params, v, X, y)
             sync(dev)
             secs = time.perf_counter() - t0
-        return {"what": what, "D": D, "batch": batch, "seconds": secs,
-                "peak_mib": mem.peak_mib, "memory": mem.method}
+        return _peak({"what": what, "D": D, "batch": batch, "seconds": secs}, mem)
     t0 = time.perf_counter()
     P = make_projection(kind, D, d, random_state=0, dtype=torch.float32, device=dev)
     build = time.perf_counter() - t0
@@ -161,49 +181,59 @@ def _scale_job(job):
                      batch_size=1, dtype=torch.float32)  # warm-up (kernels, allocator)
     with PeakMemory(dev) as cache:  # P's lazily built CSR / index caches, kept with P
         P.transpose(P(torch.zeros(d, device=dev))[None])
-    with PeakMemory(dev) as mem:
+    with PeakMemory(dev, tensors) as mem:
         sync(dev)
         t0 = time.perf_counter()
         res = subspace_hessian(net, X, y, P, **opts)
         sync(dev)
         secs = time.perf_counter() - t0
-    return {"what": what, "kind": kind, "method": method, "D": D, "d": d, "batch": batch,
-            "chunk": chunk,
-            "dtype": "float32", "build_s": build, "seconds": secs,
-            "seconds_per_direction": secs / d, "peak_mib": mem.peak_mib, "memory": mem.method,
-            "projection_cache_mib": cache.peak_mib,
-            "finite": bool(torch.isfinite(res.H).all()),
-            "symmetric_err": float((res.H - res.H.T).abs().max() / res.H.abs().max())}
+    return _peak({"what": what, "kind": kind, "method": method, "D": D, "d": d,
+                  "batch": batch, "micro_batch": micro, "chunk": chunk, "dtype": "float32",
+                  "build_s": build, "seconds": secs, "seconds_per_direction": secs / d,
+                  "projection_cache_mib": cache.peak_mib,
+                  "finite": bool(torch.isfinite(res.H).all()),
+                  "symmetric_err": float((res.H - res.H.T).abs().max() / res.H.abs().max())},
+                 mem)
 
 
-def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_timeout=None):
-    """ResNet-18, d = ``d``: time and peak memory per projection, each in its own process,
-    against one forward-backward pass at the same batch plus ``d^2`` floats."""
+def _run_job(ctx, job, job_timeout):
+    """``_scale_job(job)`` in a fresh process; a row over ``job_timeout`` s is recorded as
+    such and its worker killed."""
+    pool = ProcessPoolExecutor(1, mp_context=ctx)
+    try:
+        return pool.submit(_scale_job, job).result(timeout=job_timeout)
+    except TimeoutError:
+        for proc in list(pool._processes.values()):
+            proc.kill()
+        return dict(job, timeout_s=job_timeout)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_timeout=None,
+          micro_batches=()):
+    """ResNet-18, d = ``d``: time and peak memory per projection (and per micro-batch size:
+    the same Hessian of the ``batch`` samples, accumulated over smaller slices), each row in
+    its own process, against one forward-backward pass at ``batch`` plus ``d^2`` floats."""
     ctx = multiprocessing.get_context("spawn")
-    jobs = [("fwd_bwd", None, str(dev), d, batch, None, None)]
-    jobs += [(bare, None, str(dev), d, batch, None, None)
-             for bare in ("hvp_double_backward", "hvp_forward_ad")]
-    jobs += [("largest", kind, str(dev), 20, min(batch, 16), None, method)
+    base = {"device": str(dev), "d": d, "batch": batch}
+    jobs = [dict(base, what=what) for what in ("fwd_bwd", *BARE_HVPS)]
+    jobs += [dict(base, what="largest", kind=kind, d=20, batch=min(batch, 16), method=method)
              for kind in kinds for method in methods]
-    jobs += [("hessian", kind, str(dev), d, batch, chunk, method)
-             for kind in kinds for method in methods for chunk in chunks]
+    jobs += [dict(base, what="hessian", kind=kind, method=method, chunk=chunk, micro=micro)
+             for kind in kinds for method in methods for chunk in chunks
+             for micro in (None, *micro_batches)]
     rows = []
     for job in jobs:
-        pool = ProcessPoolExecutor(1, mp_context=ctx)
-        try:
-            row = pool.submit(_scale_job, job).result(timeout=job_timeout)
-        except TimeoutError:  # recorded; the worker is killed and the run goes on
-            for proc in list(pool._processes.values()):
-                proc.kill()
-            row = {"what": job[0], "kind": job[1], "method": job[6], "d": job[3],
-                   "batch": job[4], "chunk": job[5], "timeout_s": job_timeout}
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if row["what"] != "fwd_bwd" and "peak_mib" in row:
-            fwd_bwd = rows[0]["peak_mib"]
-            budget = 2 * fwd_bwd + d * d * 4 / 2**20
-            row.update(fwd_bwd_peak_mib=fwd_bwd, budget_mib=budget,
-                       peak_over_budget=row["peak_mib"] / budget)
+        row = _run_job(ctx, job, job_timeout)
+        if row["what"] != "fwd_bwd":
+            fwd_bwd, floats = rows[0], d * d * 4 / 2**20
+            for key in ("peak_mib", "tensor_peak_mib"):
+                if key in row and key in fwd_bwd:
+                    budget = 2 * fwd_bwd[key] + floats
+                    row.update({key.replace("peak", "budget"): budget,
+                                key.replace("peak_mib", "over_budget"): row[key] / budget,
+                                "fwd_bwd_" + key: fwd_bwd[key]})
         rows.append(row)
         print(row, flush=True)
     return rows
@@ -315,6 +345,10 @@ def main():
     ap.add_argument("--chunks", type=int, nargs="*", default=None,
                     help="directions per block for the ResNet runs (default 1 16 on GPU: the "
                          "memory target, then speed; automatic on CPU)")
+    ap.add_argument("--micro-batches", type=int, nargs="*", default=None,
+                    help="extra ResNet rows computing the same Hessian in slices of these many "
+                         "samples (subspace_hessian's batch_size; default: half the batch on "
+                         "GPU, none on CPU)")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -334,12 +368,20 @@ def main():
         batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
         chunks = args.chunks or ([1, 16] if dev.type == "cuda" else [None])
         methods = args.methods or ["reverse"]
-        out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds, args.job_timeout)
+        micro = args.micro_batches
+        if micro is None:
+            micro = [batch // 2] if dev.type == "cuda" else []
+        out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds, args.job_timeout,
+                             micro)
         out["scale_notes"] = (
             "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
             "in its own process; peak memory: " + out["scale"][0]["memory"] + " above the "
-            "memory in use at the start; budget = 2 x forward-backward peak + d^2 floats; "
-            "chunk None = automatic")
+            "memory in use at the start (CPU rows with d <= " + str(TENSOR_MAX_D) + ": "
+            "tensor_peak_mib, the peak of live tensor bytes from the profiler's allocation "
+            "events, which is what the GPU's max_memory_allocated counts; their resident-set "
+            "peak includes the profiler's event log); budget = 2 x forward-backward peak + "
+            "d^2 floats (over_budget, tensor_over_budget); chunk None = automatic; "
+            "micro_batch = subspace_hessian's batch_size")
     out["environment"]["load_average_end"] = load_average()
     path = Path(args.out) if args.out else RESULTS / f"bench_scale_{dev.type}.json"
     write_json(path, out)

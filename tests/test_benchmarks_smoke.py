@@ -4,6 +4,7 @@ Every method of the benchmark must give the same subspace Hessian as the autogra
 reference. The optional peers (PyHessian, curvlinops) are skipped when not installed.
 """
 
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -48,3 +49,17 @@ def test_allocation_recorder_sees_batched_tensors(bench):
     with rec:
         torch.func.vmap(lambda v: v * 2)(torch.ones(7, 3, dtype=torch.float64))
     assert rec.largest[0] == 21
+
+
+def test_peak_memory_counts_live_tensor_bytes(bench):
+    # the CPU stand-in for torch.cuda.max_memory_allocated used by bench_scale: the peak of
+    # live tensor bytes inside the block, whatever the C heap keeps or returns
+    common = importlib.import_module("_common")  # on sys.path once bench_hessian is loaded
+    with common.PeakMemory("cpu", tensors=True) as mem:
+        a = torch.empty(1000, 1000)
+        b = torch.empty(500, 1000, dtype=torch.float64)
+        del a
+        c = torch.empty(200, 1000)
+        del b, c
+    assert mem.tensor_peak_mib == pytest.approx((1000 * 1000 * 4 + 500 * 1000 * 8) / 2**20)
+    assert common.PeakMemory("cpu").tensor_peak_mib is None  # off unless asked for

@@ -159,7 +159,11 @@ def subspace_hessian(
     gauss_newton : bool
         Also compute ``G = P^T J^T (d^2 l/dz^2) J P`` directly.
     batch_size, chunk_size : int
-        Samples per mini-batch; directions per vectorized chunk (auto if None).
+        Samples per mini-batch; directions per vectorized chunk (auto if None). The result
+        is the Hessian of the mean loss over all of ``X`` whatever the mini-batch; peak
+        memory grows with it (the reverse engine keeps one mini-batch's gradient graph:
+        about three times the activations of a forward-backward pass), so a smaller
+        ``batch_size`` trades a little speed for memory.
     scale_chunk : int, optional
         Points (``scales``) evaluated together in one vectorized pass (``method="forward"``
         only); auto: as many as a quarter of the free memory allows on a GPU.
