@@ -172,9 +172,9 @@ class FastfoodProjection(Projection):
         return self._H if x.device.type == "cuda" else self._H[:_CPU_BLOCK, :_CPU_BLOCK]
 
     def _cached(self):
-        """``(idx, idx64, scale, fold)``, built lazily, kept out of ``state_dict`` and rebuilt
+        """``(idx, scale, fold)``, built lazily, kept out of ``state_dict`` and rebuilt
         when a buffer they derive from changes: ``idx = Pi % Lq`` (int32 when it fits: faster
-        gathers; ``idx64`` for ``scatter_add``), ``scale = B[:d] * inv_norms`` and ``fold``,
+        gathers, half the memory), ``scale = B[:d] * inv_norms`` and ``fold``,
         the ``Lq x L`` CSR matrix of ``u -> (sum of G[i] u[i] over i with Pi[i] % Lq = k)_k``,
         the adjoint of "tile, permute, scale by G"."""
         bufs = (self.Pi, self.G, self.B, self.inv_norms)
@@ -191,13 +191,13 @@ class FastfoodProjection(Projection):
                 ):
                     fold = _CSRMatrix(idx64, torch.arange(self.L, device=idx.device), self.G,
                                       self.Lq, self.L)
-            cache = (key, idx, idx64, scale, fold)
+            cache = (key, idx, scale, fold)
             self.__dict__["_ff_cache"] = cache
         return cache[1:]
 
     def _forward(self, theta: torch.Tensor) -> torch.Tensor:
         H = self._block(theta)
-        idx, _, scale, _ = self._cached()
+        idx, scale, _ = self._cached()
         x = theta * scale
         if self.Lq > self.d:
             x = F.pad(x, (0, self.Lq - self.d))
@@ -210,7 +210,7 @@ class FastfoodProjection(Projection):
 
     def _transpose(self, v: torch.Tensor, fast: bool) -> torch.Tensor:
         H = self._block(v)
-        _, idx64, scale, fold = self._cached()
+        idx, scale, fold = self._cached()
         u = v * self.metric if self.metric is not None else v
         if self.L > self.D:
             u = F.pad(u, (0, self.L - self.D))
@@ -220,7 +220,7 @@ class FastfoodProjection(Projection):
         else:
             u = u * self.G
             z = u.new_zeros(u.shape[:-1] + (self.Lq,))
-            z = z.scatter_add(-1, idx64.expand(u.shape), u)
+            z = z.scatter_add(-1, idx.long().expand(u.shape), u)  # scatter needs int64
         z = fwht(z, H)[..., : self.d]
         return z * scale
 
