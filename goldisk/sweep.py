@@ -121,10 +121,22 @@ def radius_sweep(
         Subspace dimensions; nested, computed from one Hessian of size ``max(dims)``.
     n_subspaces : int
         Random (init direction, subspace) pairs per radius.
-    reference : {"xavier", "he", "lecun", "default"}
-    projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}
-    kind : {"hyperplane", "hypersphere"}
-    random_state : int, Generator or None
+    reference : {"xavier", "he", "lecun", "default"}, default="xavier"
+        Initialization scheme of the directions and of ``r_ref``.
+    projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}, default="dense"
+    kind : {"hyperplane", "hypersphere"}, default="hyperplane"
+    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+    gauss_newton : bool, default=True
+        Also the Gauss-Newton part ``G`` and the H-term ``H - G`` (columns ``g_*``, ``h_*``).
+    max_samples : int or None, default=1000
+        Samples in the Hessian's mean loss (``None``: all of ``X``).
+    batch_size : int, default=512
+        Samples per mini-batch of the Hessian computation (memory, not the result).
+    dtype : torch.dtype, default=torch.float64
+    device : torch.device or str, optional
+        Where the Hessians are computed (default: the CPU).
+    random_state : int, Generator or None, default=0
+        Seeds the init directions and the subspaces; the same value gives the same rows.
     n_jobs : int, optional
         Points computed in parallel through joblib (``None``: one process, or what an
         enclosing ``joblib.parallel_config`` says). Use
@@ -133,6 +145,8 @@ def radius_sweep(
     radius_batch : int, optional
         Radii of one subspace evaluated together in one vectorized call (and written
         together); default 1 on CPU and all radii on a GPU.
+    progress : bool, default=True
+        A progress bar over the (subspace, radius) units.
     done : set of (subspace, radius_index), optional
         Units to skip (resuming); ``on_result(rows)`` is called with each finished unit.
 

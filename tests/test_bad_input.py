@@ -5,9 +5,8 @@ whose message names the parameter and the fix (``match=``), raised from goldisk,
 scikit-learn or skorch validation code (never from deep inside torch); or, for the CLI,
 exit status 2 with one readable stderr line naming the option and nothing written to the
 output folder (no CSV, PNG or JSON). A few rows are inputs that must simply work
-(pandas, float16, unseen labels in ``score``). Rows marked ``xfail`` are known gaps in
-code owned elsewhere (``goldisk/curvature/_hessian.py``, ``goldisk/sweep.py``); the fix
-for each is described in ``docs/reliability.md``.
+(pandas, float16, unseen labels in ``score``). ``case(..., xfail=...)`` marks a known
+gap (none at present); ``docs/reliability.md`` describes each.
 """
 
 from __future__ import annotations
@@ -431,6 +430,11 @@ CASES = [
     case("cli-seed-negative", Cli(["--seed", "-1"]), 2, "--seed"),
     case("cli-option-unknown", Cli(["--bogus", "1"]), 2,
          r"goldisk sweep: error: unrecognized arguments: --bogus 1"),
+    case("cli-scheduler-unreachable-dask",
+         Cli(["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"]), 2,
+         r"--scheduler tcp://127\.0\.0\.1:1: nothing accepts connections at 127\.0\.0\.1:1"),
+    case("cli-scheduler-unreachable-ray", Cli(["--backend", "ray", "--scheduler", "127.0.0.1:1"]),
+         2, r"--scheduler 127\.0\.0\.1:1: nothing accepts connections.*head node"),
     case("cli-device-unknown", Cli(["--device", "banana"]), 2, "--device"),
     case("cli-device-cuda-missing", Cli(["--device", "cuda:0"]), 2, "--device"),
     case("cli-projection-unknown", Cli(["--projection", "gaussian"]), 2, "--projection"),

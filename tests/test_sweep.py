@@ -109,7 +109,10 @@ def test_cli_refuses_existing_output_and_resumes_exactly(tmp_path, capsys):
     (["--scheduler", "tcp://x:1"], "--scheduler"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
-    code = main(["sweep", "--out", str(tmp_path / "o"), "--no-progress", *argv])
+    try:
+        code = main(["sweep", "--out", str(tmp_path / "o"), "--no-progress", *argv])
+    except SystemExit as exc:  # argparse's own errors (e.g. an invalid choice)
+        code = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and words in err[0]
     assert not (tmp_path / "o" / "sweep.csv").exists()

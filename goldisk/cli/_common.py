@@ -198,12 +198,36 @@ def check_backend_arguments(args) -> None:
         raise CLIError("--scheduler needs --backend dask or --backend ray")
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (a ``CLIError`` within ``timeout`` s) when ``address`` names a host and port
+    that accept no TCP connection; Ray would otherwise retry for minutes. Addresses without
+    a port (``auto``, ``local``) are left to the backend."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # e.g. a port that is not a number: the backend's own message
+        return
+    if not host or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise CLIError(f"--scheduler {address}: nothing accepts connections at {host}:{port} "
+                       f"({exc}); start the scheduler or head node first, or leave "
+                       "--scheduler out for a local cluster") from None
+
+
 @contextlib.contextmanager
 def parallel_backend(args):
     """Run the enclosed joblib work on ``--backend`` (connecting to ``--scheduler``)."""
     import joblib
 
     check_backend_arguments(args)
+    if args.scheduler:
+        check_reachable(args.scheduler)
     if args.backend == "loky":
         with joblib.parallel_config(backend="loky"):
             yield
@@ -215,7 +239,13 @@ def parallel_backend(args):
             raise CLIError("--backend dask needs dask.distributed: pip install "
                            "'goldisk[distributed]'") from None
         if args.scheduler:
-            client, cluster = Client(args.scheduler), None
+            try:
+                client, cluster = Client(args.scheduler), None
+            except (OSError, TimeoutError, ValueError) as exc:  # unreachable or malformed
+                raise CLIError(f"--scheduler {args.scheduler}: no dask scheduler reachable "
+                               f"there ({type(exc).__name__}: {exc}); start one with "
+                               "`dask scheduler` or leave --scheduler out for a local "
+                               "cluster") from None
         else:
             import dask
 
@@ -247,7 +277,12 @@ def parallel_backend(args):
         raise CLIError("--backend ray needs ray: pip install 'goldisk[distributed]'") from None
     register_ray()
     if args.scheduler:
-        ray.init(address=args.scheduler, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=args.scheduler, ignore_reinit_error=True, log_to_driver=False)
+        except (OSError, TimeoutError, ValueError, RuntimeError) as exc:
+            raise CLIError(f"--scheduler {args.scheduler}: no Ray cluster reachable there "
+                           f"({type(exc).__name__}: {exc}); start one with `ray start "
+                           "--head` or leave --scheduler out for a local one") from None
     else:
         workers = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
         ray.init(num_cpus=workers, include_dashboard=False, ignore_reinit_error=True,

@@ -29,11 +29,15 @@ HELP = "curvature on random subspaces against radius (Fort & Scherlis Fig. 3-5)"
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/sweep")
-    p.add_argument("--model", default="mlp", help="mlp, lenet300100, lenet5, cnn or linear")
+    from ..models import MODEL_NAMES
+
+    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
+                   help="architecture (default: %(default)s)")
     p.add_argument("--hidden", default="100,100", help="MLP widths (default: %(default)s)")
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     p.add_argument("--no-bias", action="store_true", help="bias-free (homogeneous) layers")
-    p.add_argument("--dims", default="10,50,100", help="subspace dimensions (nested)")
+    p.add_argument("--dims", default="10,50,100",
+                   help="subspace dimensions, nested (default: %(default)s)")
     p.add_argument("--radii", default=None,
                    help="radius ratios r/r_ref, comma-separated (default: Fort's grid "
                         "log10(r^2/r_ref^2) = -4..4 step 1/3)")
@@ -44,7 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"))
     p.add_argument("--hessian-samples", type=int, default=1000,
                    help="samples in the Hessian's mean loss (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help="samples per mini-batch of the Hessian (default: %(default)s)")
     p.add_argument("--float32", action="store_true", help="float32 instead of float64")
     add_backend_arguments(p)
 
@@ -68,11 +73,8 @@ def _resume_rows(csv_path, n_dims: int) -> tuple[pd.DataFrame, set]:
 
 
 def run(args) -> int:
-    import torch
-
     from ..models import make_model
-    from ..sweep import default_radii, plot_sweep, radius_sweep
-    from ._common import prepare_output
+    from ..sweep import default_radii
 
     # every option is checked before the output folder is touched: a bad one leaves no
     # folder, CSV, PNG or JSON behind
@@ -104,6 +106,18 @@ def run(args) -> int:
     if max(dims) > D:
         raise CLIError(f"--dims must be <= D={D} (the number of parameters of --model "
                        f"{args.model}), got {args.dims}")
+    # the backend connects (or starts its cluster) before the output folder is touched: an
+    # unreachable --scheduler leaves nothing behind either
+    with parallel_backend(args):
+        return _sweep(args, model, ds, dims, radii)
+
+
+def _sweep(args, model, ds, dims, radii) -> int:
+    import torch
+
+    from ..sweep import plot_sweep, radius_sweep
+    from ._common import prepare_output
+
     out = prepare_output(args.out, args.force, args.resume)
     csv_path = out / "sweep.csv"
     config = {"command": "sweep", **{k: v for k, v in vars(args).items() if k != "func"},
@@ -131,13 +145,12 @@ def run(args) -> int:
         append_rows(csv_path, rows, columns)
 
     start = time.perf_counter()
-    with parallel_backend(args):
-        radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
-                     reference=args.reference, projection=args.projection, kind=args.kind,
-                     max_samples=args.hessian_samples, batch_size=args.batch_size,
-                     dtype=torch.float32 if args.float32 else torch.float64,
-                     device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
-                     progress=not args.no_progress, done=done, on_result=save)
+    radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
+                 reference=args.reference, projection=args.projection, kind=args.kind,
+                 max_samples=args.hessian_samples, batch_size=args.batch_size,
+                 dtype=torch.float32 if args.float32 else torch.float64,
+                 device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
+                 progress=not args.no_progress, done=done, on_result=save)
     elapsed = time.perf_counter() - start
     df = pd.read_csv(csv_path).sort_values(["subspace", "radius_index", "dim"])
     df.to_csv(csv_path.with_suffix(".csv.tmp"), index=False)

@@ -23,7 +23,14 @@ from torch import nn
 from torch.func import grad, jvp, vmap
 
 from .._flat import ParamLayout, parameter_vector
-from .._validation import TRANSFORMS_LOCK, check_data, check_model, check_outputs, model_device
+from .._validation import (
+    TRANSFORMS_LOCK,
+    check_data,
+    check_model,
+    check_outputs,
+    deterministic,
+    model_device,
+)
 from ._losses import logit_hessian, per_sample_loss
 from ._reverse import output_sizes, reverse_chunk, reverse_hessian
 
@@ -174,8 +181,10 @@ def subspace_hessian(
         ``vmap(jvp(grad))`` over the directions, vectorized over the points too (fastest on
         a GPU for radius sweeps). ``auto``: ``forward`` on CUDA or when ``scale_chunk > 1``
         is asked for, else ``reverse``. Both are exact; they agree to rounding.
-    dtype, device
-        Precision and device of the computation (float64 by default).
+    dtype : torch.dtype, default=torch.float64
+        Precision of the computation (the model is copied when it differs).
+    device : torch.device or str, optional
+        Where it runs; default: the model's device.
 
     Returns
     -------
@@ -215,7 +224,7 @@ def subspace_hessian(
 
 def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_newton,
                       batch_size, chunk_size, scale_chunk, method, dtype, device):
-    net = prepare_model(model, dtype, device)
+    net = deterministic(prepare_model(model, dtype, device), model)
     layout = ParamLayout(net)
     w0 = (parameter_vector(net) if point is None else torch.as_tensor(point)).to(device, dtype)
     if w0.numel() != layout.D:

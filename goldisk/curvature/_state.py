@@ -41,8 +41,8 @@ def model_state(
     probability), ``entropy`` (mean entropy of the softmax, nats), ``logit_grad_norm``
     (mean over samples of ``||d loss_n / d z_n||``, which vanishes when the softmax
     matches the labels or saturates on them) and ``zero_logit_frac`` (fraction of
-    (sample, class) logits exactly zero, Vysogorets et al.). The last four classification
-    keys are absent for ``loss="mse"``. Dropout and BatchNorm layers in training mode
+    (sample, class) logits exactly zero, Vysogorets et al.). ``accuracy``, ``confidence``
+    and ``entropy`` are absent for ``loss="mse"``. Dropout and BatchNorm layers in training mode
     give a warning and are evaluated in eval mode (the caller's module is not changed).
 
     Examples

@@ -70,9 +70,10 @@ def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
     >>> s["trace"], s["frobenius"], s["trace_ratio"], s["frac_positive"]
     (4.0, 3.4641016151377544, 1.1547005383792517, 0.75)
     """
-    stats = {k: float(v[0]) for k, v in batch_statistics(H.reshape(1, *H.shape[-2:])).items()}
-    warn_statistics(stats)
-    return {prefix + k: v for k, v in stats.items()}
+    stats = {prefix + k: float(v[0])
+             for k, v in batch_statistics(H.reshape(1, *H.shape[-2:])).items()}
+    warn_statistics(stats, prefix)
+    return stats
 
 
 def warn_statistics(stats: dict, prefix: str = "") -> None:
@@ -85,9 +86,10 @@ def warn_statistics(stats: dict, prefix: str = "") -> None:
             stacklevel=3,
         )
     elif frob == 0.0:
+        name = {"g_": "G", "h_": "H - G"}.get(prefix, "H")  # Gauss-Newton part, H-term
         warnings.warn(
-            "||H||_F = 0 (the loss is flat on this subspace, e.g. saturated softmax or "
-            "vanishing gradients): trace_ratio is NaN.",
+            f"||{name}||_F = 0 (the loss is flat on this subspace, e.g. saturated softmax "
+            f"or vanishing gradients): {prefix}trace_ratio is NaN.",
             RuntimeWarning,
             stacklevel=3,
         )

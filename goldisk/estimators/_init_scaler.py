@@ -62,8 +62,9 @@ class InitScaler(BaseEstimator):
         :class:`goldisk.SoftmaxTemperature` wrapper, not trained). Finite and > 0.
     init : {"reference", "keep", "xavier", "he", "lecun", "default"}, default="reference"
         How the direction is drawn before rescaling. ``"reference"``: redraw every
-        Linear/Conv layer with the ``reference`` scheme (Gaussian, zero biases; with
-        ``reference="current"`` this keeps the module's own init). ``"keep"``: keep the
+        Linear/Conv layer with the ``reference`` scheme ("xavier", "he", "lecun":
+        Gaussian, zero biases; "default": PyTorch's uniform, with biases; "current":
+        the module's own init is kept). ``"keep"``: keep the
         module's own init. A scheme name redraws with that scheme.
 
     See Also

@@ -23,8 +23,8 @@ _SHARED_DOC = """
         inferred from the data at ``fit``. An instance is copied, never modified.
     criterion, optimizer, lr : default {criterion}, torch.optim.Adam, 1e-3
     max_epochs : int, default=10
-        ``0`` means "evaluate at initialization": ``fit`` initializes (and fits
-        ``classes_``) without training or recording anything; ``predict`` works.
+        ``0`` means "evaluate at initialization": ``fit`` initializes (a classifier also
+        fits ``classes_``) without training or recording anything; ``predict`` works.
     batch_size : int, default=128
         Training batches are shuffled (``iterator_train__shuffle=False`` to turn off).
     train_split : callable or None, default=None
@@ -55,7 +55,8 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
     to ``0..n_classes-1`` (``classes_``), and ``predict`` returns the original labels.
     """ + _SHARED_DOC.format(what="logits", criterion="torch.nn.CrossEntropyLoss") + """
     classes : array-like or None, default=None
-        All labels; ``None`` infers them from ``y`` at ``fit``.
+        Through ``**kwargs`` (skorch's parameter): all labels; ``None`` infers them from
+        ``y`` at ``fit``.
 
     Attributes
     ----------
