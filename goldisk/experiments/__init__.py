@@ -11,14 +11,16 @@
 
 from ._decompose import DECOMPOSE_COLUMNS, DECOMPOSE_PARTS, decompose, model_depth
 from ._plots import (
-    plot_decompose_curvature,
-    plot_decompose_inits,
-    plot_decompose_training,
     plot_select,
     plot_select_slopes,
     plot_subspace_train,
     plot_sweep_norms,
     plot_trajectory,
+)
+from ._plots_decompose import (
+    plot_decompose_curvature,
+    plot_decompose_inits,
+    plot_decompose_training,
 )
 from ._report import EXPERIMENTS, ResultFolder, reproduce, write_report
 from ._select import (

@@ -112,7 +112,11 @@ def finalize_decompose(df: pd.DataFrame, out, title: str = "") -> dict:
     """Figures and key numbers of ``decompose``."""
     from scipy import stats
 
-    from ._plots import plot_decompose_curvature, plot_decompose_inits, plot_decompose_training
+    from ._plots_decompose import (
+        plot_decompose_curvature,
+        plot_decompose_inits,
+        plot_decompose_training,
+    )
 
     out = Path(out)
     figs = []
