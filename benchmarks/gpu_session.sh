@@ -25,14 +25,14 @@ step() {  # step SECONDS NAME COMMAND...: run with a limit, say how it ended
     tail -n 6 "$OUT/$name.log"
 }
 # 5.6: float64 on the GPU against the CPU reference, both engines (~1 min)
-step 120 correctness python3 benchmarks/gpu_correctness.py --out "$OUT/gpu_correctness.json"
+step 100 correctness python3 benchmarks/gpu_correctness.py --out "$OUT/gpu_correctness.json"
 # 5.3: ResNet-18, d = 1,000, batch 128: floors, then 1 and 16 directions per block, each with
 # the whole batch and micro-batches of 64 (peak = max_memory_allocated)
-step 300 resnet python3 benchmarks/bench_scale.py --device cuda --only scale --kinds sparse \
+step 330 resnet python3 benchmarks/bench_scale.py --device cuda --only scale --kinds sparse \
     --chunks 1 16 --job-timeout 90 --out "$OUT/bench_scale_cuda_resnet.json"
 # 5.2: subspace-training overhead at D = 1,046,010
 step 60 overhead python3 benchmarks/bench_scale.py --device cuda --only overhead --repeats 10 \
     --out "$OUT/bench_scale_cuda_overhead.json"
 # 5.1: Fort's Figure-4 sweep (sparse), and one configuration by each engine
-step 90 sweep python3 benchmarks/bench_sweep.py --device cuda --projection sparse \
+step 80 sweep python3 benchmarks/bench_sweep.py --device cuda --projection sparse \
     --peak-tflops 67 --out "$OUT/bench_sweep_fig4_sparse_cuda.json"
