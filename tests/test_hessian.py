@@ -156,6 +156,10 @@ def test_batching_chunking_and_scales_do_not_change_the_result(method):
     full = subspace_hessian(net, X, y, P, batch_size=1000, method=method)
     small = subspace_hessian(net, X, y, P, batch_size=7, chunk_size=2, method=method)
     assert rel_err(small.H, full.H) <= 1e-12 and rel_err(small.G, full.G) <= 1e-12
+    # the mean loss over all mini-batches, against torch's own on the whole set
+    mean_loss = float(torch.nn.functional.cross_entropy(net(X), y))
+    for res in (small, full):
+        assert abs(float(res.loss) - mean_loss) <= 1e-12
     w0 = parameter_vector(net)
     looped = subspace_hessian(net, X, y, P, scales=[0.5, 2.0, 3.0], scale_chunk=1,
                               method=method)
@@ -237,3 +241,22 @@ def test_batched_and_looped_double_backward_match_brute_force(monkeypatch, loop_
         assert rel_err(res.G, M.T @ brute_force_gauss_newton(net, X, y) @ M) <= RTOL
     else:
         assert res.G is None
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_losses_and_their_logit_derivatives_match_torch(loss):
+    # goldisk's closed forms against torch's F.cross_entropy / F.mse_loss and autograd
+    from conftest import reference_logit_gradient, reference_logit_hessian, reference_loss
+
+    from goldisk.curvature import logit_gradient, logit_hessian, per_sample_loss
+
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(9, 4, generator=gen, dtype=torch.float64) * 3
+    y = (torch.randint(0, 4, (9,), generator=gen) if loss == "cross_entropy"
+         else torch.randn(9, 4, generator=gen, dtype=torch.float64))
+    torch.testing.assert_close(per_sample_loss(z, y, loss), reference_loss(z, y, loss),
+                               rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(logit_gradient(z, y, loss), reference_logit_gradient(z, y, loss),
+                               rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(logit_hessian(z, y, loss), reference_logit_hessian(z, y, loss),
+                               rtol=1e-12, atol=1e-13)

@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import torch
+from conftest import reference_logit_gradient, reference_logit_hessian, reference_loss
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from goldisk import hessian_statistics, hutchinson, subspace_hessian
 from goldisk._flat import ParamLayout, parameter_vector
-from goldisk.curvature import logit_gradient, logit_hessian, per_sample_loss
 from goldisk.projections import make_projection, orthogonality_error
 
 F64 = torch.float64
@@ -142,12 +142,12 @@ def test_H_is_G_plus_Hterm_and_G_is_psd(problem, kind, loss):
     N = len(X)
 
     H = torch.autograd.functional.hessian(
-        lambda t: per_sample_loss(z_of(t, X), yy, loss).mean(), theta0)
+        lambda t: reference_loss(z_of(t, X), yy, loss).mean(), theta0)
     J = torch.autograd.functional.jacobian(lambda t: z_of(t, X), theta0)  # (N, C, d)
     z0 = z_of(theta0, X).detach()
-    A = logit_hessian(z0, yy, loss)
+    A = reference_logit_hessian(z0, yy, loss)
     G = torch.einsum("ncd,nce,nef->df", J, A, J) / N
-    g = logit_gradient(z0, yy, loss)
+    g = reference_logit_gradient(z0, yy, loss)
     Hterm = torch.autograd.functional.hessian(lambda t: (g * z_of(t, X)).sum() / N, theta0)
 
     scale = max(1.0, float(H.abs().max()))

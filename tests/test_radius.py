@@ -33,6 +33,38 @@ def test_reference_radius_closed_form():
         reference_radius(torch.nn.ReLU())
 
 
+def test_reference_radius_closed_forms_for_every_scheme_with_a_conv_layer():
+    # fan_in/fan_out of a convolution include the kernel size; PyTorch's default init
+    # (uniform, bound 1/sqrt(fan_in)) has variance 1/(3 fan_in) for weights and biases
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, kernel_size=(3, 5)), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(24, 6))
+    conv_w, conv_b, conv_in, conv_out = 4 * 3 * 3 * 5, 4, 3 * 3 * 5, 4 * 3 * 5
+    lin_w, lin_b, lin_in, lin_out = 24 * 6, 6, 24, 6
+    expected = {
+        "xavier": conv_w * 2 / (conv_in + conv_out) + lin_w * 2 / (lin_in + lin_out),
+        "he": conv_w * 2 / conv_in + lin_w * 2 / lin_in,
+        "lecun": conv_w / conv_in + lin_w / lin_in,
+        "default": (conv_w + conv_b) / (3 * conv_in) + (lin_w + lin_b) / (3 * lin_in),
+    }
+    for scheme, sq in expected.items():
+        assert reference_radius(net, scheme) == pytest.approx(math.sqrt(sq), rel=1e-12), scheme
+
+
+def test_weights_only_rescale_leaves_biases_alone():
+    net = MLP(10, (8,), 3)
+    biases = {n: p.detach().clone() for n, p in net.named_parameters() if n.endswith("bias")}
+    weights = torch.cat([p.detach().reshape(-1) for n, p in net.named_parameters()
+                         if n.endswith("weight")]).double()
+    rescale_(net, 4.0, weights_only=True)
+    assert radius(net, weights_only=True) == pytest.approx(4.0, rel=1e-6)
+    after = torch.cat([p.detach().reshape(-1) for n, p in net.named_parameters()
+                       if n.endswith("weight")]).double()
+    assert torch.allclose(after, weights * (4.0 / weights.norm()), rtol=1e-6, atol=1e-7)
+    for n, p in net.named_parameters():
+        if n.endswith("bias"):
+            assert torch.equal(p, biases[n]), n
+
+
 def test_weights_only_radius_excludes_biases():
     net = torch.nn.Linear(3, 2)
     with torch.no_grad():

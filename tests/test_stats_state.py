@@ -29,10 +29,12 @@ def test_statistics_match_numpy_and_bounds(a):
     assert s["trace"] == pytest.approx(np.trace(H), abs=1e-9 * (1 + frob))
     assert s["frobenius"] == pytest.approx(frob, rel=1e-12)
     assert -math.sqrt(d) - 1e-9 <= s["trace_ratio"] <= math.sqrt(d) + 1e-9
+    assert s["trace_ratio"] == pytest.approx(np.trace(H) / frob, abs=1e-9 * (1 + math.sqrt(d)))
     tol = d * np.finfo(np.float64).eps * np.abs(eig).max()
     clear = np.abs(eig) > 10 * tol  # eigenvalues near round-off may go either way
     assert (eig > 10 * tol).sum() / d <= s["frac_positive"] <= ((eig > 0) | ~clear).sum() / d
     assert s["eig_min"] == pytest.approx(eig[0], abs=1e-9 * (1 + frob))
+    assert s["eig_max"] == pytest.approx(eig[-1], abs=1e-9 * (1 + frob))
 
 
 @given(arrays(np.float64, (5, 5), elements=finite), st.floats(1e-3, 1e3))

@@ -68,6 +68,30 @@ def test_gradient_flows_only_to_theta_and_equals_P_transpose_grad():
 
 
 @pytest.mark.parametrize("proj", ["dense", "sparse", "fastfood"])
+def test_hypersphere_gradient_is_the_chain_rule_through_the_normalization(proj):
+    # theta.grad at a theta != 0 against J^T g: J the Jacobian of the closed form
+    # w(theta) = r0 (w0 + M theta) / |w0 + M theta| (M = the dense matrix), g the gradient
+    # of the plain module's loss at w(theta)
+    net, sub = make("hypersphere", proj=proj)
+    with torch.no_grad():
+        sub.theta.copy_(torch.linspace(-0.4, 0.6, sub.d, dtype=torch.float64))
+    x, y = torch.randn(10, 6, dtype=torch.float64), torch.arange(10) % 3
+    torch.nn.functional.cross_entropy(sub(x), y).backward()
+    w0, M = parameter_vector(net).detach(), sub.projection.to_dense()
+    r0 = w0.norm()
+
+    def point(theta):
+        v = w0 + M @ theta
+        return r0 * v / v.norm()
+
+    J = torch.autograd.functional.jacobian(point, sub.theta.detach())
+    mat = sub.materialize()
+    torch.nn.functional.cross_entropy(mat(x), y).backward()
+    g = torch.cat([p.grad.reshape(-1) for p in mat.parameters()])
+    torch.testing.assert_close(sub.theta.grad, J.T @ g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("proj", ["dense", "sparse", "fastfood"])
 def test_state_dict_deepcopy_pickle_round_trips(proj):
     net, sub = make("hypersphere", proj=proj)
     with torch.no_grad():
