@@ -15,6 +15,7 @@ from goldisk.callbacks import (
     RadiusTracker,
     ZeroLogitTracker,
 )
+from goldisk.curvature import model_state
 from goldisk.models import MLP
 
 
@@ -83,7 +84,8 @@ def test_zero_logit_tracker(digits):
     X, y = digits
     net = net_([ZeroLogitTracker()], module__bias=False).fit(X, y)
     fracs = net.history[:, "zero_logit_frac"]
-    assert len(fracs) == 3 and all(0 <= f <= 1 for f in fracs)
+    assert len(fracs) == 3  # the last one: the trained module's, measured on its own
+    assert fracs[-1] == model_state(net.module_, X, y)["zero_logit_frac"]
     labels = np.array(["a", "b", "c"])[y % 3]  # X alone is prepared, whatever the labels
     zeros = net_([ZeroLogitTracker(X=np.zeros((5, 64)))], module__bias=False).fit(X, labels)
     assert zeros.history[:, "zero_logit_frac"] == [1.0, 1.0, 1.0]  # no bias: f(0) = 0
@@ -113,3 +115,5 @@ def test_callbacks_work_with_plain_skorch_nets(digits):
                                                                          n_subspaces=1))])
     net.fit(X.astype(np.float32), y)
     assert len(net.history[:, "curv_trace"]) == 2 and len(net.history[:, "radius"]) == 2
+    assert net.history[-1, "radius"] == pytest.approx(radius(net.module_), rel=1e-12)
+    assert net.history[-1, "zero_logit_frac"] == model_state(net.module_, X, y)["zero_logit_frac"]

@@ -187,8 +187,36 @@ def test_select_structure_and_common_shuffling(circles):
     assert per_init["trace_ratio"].abs().le(math.sqrt(5) + 1e-9).all()
     assert per_init["frac_positive"].between(0, 1).all()
     assert np.allclose(per_init["radius"], per_init["reference_radius"])
-    corr = measure_correlations(df)
-    assert corr["pearson_r"].between(-1, 1).all()
+    _check_correlations(measure_correlations(df), per_init)
+
+
+def _check_correlations(corr, inits):
+    """Every row of ``measure_correlations`` against numpy: Pearson = ``corrcoef``,
+    Spearman = ``corrcoef`` of the ranks (average ranks for ties)."""
+    assert len(corr) > 0
+    for row in corr.itertuples():
+        x, y = inits[row.a].to_numpy(float), inits[row.b].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        assert row.n == ok.sum()
+        assert row.pearson_r == pytest.approx(np.corrcoef(x[ok], y[ok])[0, 1], abs=1e-12)
+        rx, ry = pd.Series(x[ok]).rank().to_numpy(), pd.Series(y[ok]).rank().to_numpy()
+        assert row.spearman_r == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-12)
+
+
+def test_measure_correlations_against_numpy():
+    rng = np.random.default_rng(3)
+    n = 12
+    a = rng.normal(size=n)
+    df = pd.DataFrame({"init": np.repeat(np.arange(n), 2),  # two epochs per init
+                       "trace_ratio": np.repeat(a, 2),
+                       "init_loss": np.repeat(-2 * a + 0.3 * rng.normal(size=n), 2),
+                       "frac_positive": np.repeat(np.r_[np.nan, rng.normal(size=n - 1)], 2)})
+    corr = measure_correlations(df, ["trace_ratio", "init_loss", "frac_positive"])
+    assert len(corr) == 3 and corr.loc[0, "pearson_r"] < -0.9  # built anti-correlated
+    assert corr.loc[1, "n"] == n - 1  # the NaN init is left out of that pair
+    _check_correlations(corr, df.drop_duplicates("init"))
+    const = df.assign(init_loss=1.0)  # a correlation with a constant is undefined: no row
+    assert len(measure_correlations(const, ["trace_ratio", "init_loss"])) == 0
 
 
 def test_selection_analysis_recovers_a_known_slope():

@@ -207,6 +207,9 @@ def test_reverse_blocks_stay_small_and_below_d_for_implicit_projections():
     c = reverse_chunk(net, layout, w, xb, 100, cpu)
     per_dir = max(layout.D, 500 * 200) * 8
     assert c * per_dir <= MMAP_THRESHOLD_BYTES < (c + 1) * per_dir
+    c = reverse_chunk(net, layout, w, xb[:100], 100, cpu)  # here a D-vector is the larger
+    per_dir = max(layout.D, 100 * 200) * 8
+    assert layout.D > 100 * 200 and c * per_dir <= MMAP_THRESHOLD_BYTES < (c + 1) * per_dir
     assert reverse_chunk(net, layout, w, xb[:2], 6, cpu) == 6  # small blocks: all at once
     assert reverse_chunk(net, layout, w, xb[:2], 6, cpu, dense=False) == 3  # never d x D
     assert reverse_chunk(net, layout, w, xb[:2], 1, cpu, dense=False) == 1

@@ -141,6 +141,20 @@ def test_measure_regressor_uses_mse():
     reg = GoldilocksRegressor(MLP, module__hidden=(4,), max_epochs=0, random_state=0)
     table = CurvatureProbe(dim=3, n_subspaces=1, random_state=0).measure(reg.fit(X, y), X, y)
     assert "accuracy" not in table and table.loc[0, "g_trace"] > 0
+    mse = float(np.mean((reg.predict(X).astype(np.float64).ravel() - y) ** 2))
+    assert table.loc[0, "loss"] == pytest.approx(mse, rel=1e-5)
+    row = table.loc[0]
+    assert row["g_dominance"] == pytest.approx(row["g_trace"] / abs(row["h_trace"]), rel=1e-12)
+    # the full-space Hessian and G of the mean squared error, by brute force
+    full = CurvatureProbe(dim=None, max_samples=None).measure(reg, X, y)
+    net = reg.module_.double()
+    # the probe sees the data as the net does: rounded to its float32, then float64
+    Xt = torch.as_tensor(X.astype(np.float32)).double()
+    yt = torch.as_tensor(y.astype(np.float32)).double()
+    for prefix, M in (("", brute_force_hessian(net, Xt, yt, "mse")),
+                      ("g_", brute_force_gauss_newton(net, Xt, yt, "mse"))):
+        for key, value in hessian_statistics(M, prefix).items():
+            assert full.loc[0, key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     with pytest.raises(ValueError, match="score='accuracy'"):
         CurvatureProbe(dim=3, n_subspaces=1, score="accuracy")(reg, X, y)
 

@@ -200,6 +200,14 @@ def test_sparse_fort_structure(D):
     assert set(np.sign(vals).tolist()) <= {-1.0, 1.0}
 
 
+def test_sparse_fort_counts_cover_one_to_ceil_sqrt_D():
+    # n_j is uniform on {1, ..., ceil(sqrt(D))} = {1..32}: in 1,000 columns each value is
+    # missing with probability (31/32)^1000 < 1e-13
+    P = SparseProjection(1000, 1000, generator=4)
+    counts = np.bincount(P.cols.numpy(), minlength=P.d)
+    assert set(counts.tolist()) == set(range(1, math.ceil(math.sqrt(1000)) + 1))
+
+
 def test_sparse_signs_and_positions_are_balanced():
     P = SparseProjection(1000, 200, generator=4)
     frac_pos = float((P.vals > 0).double().mean())
