@@ -135,6 +135,16 @@ def test_measure_plain_skorch_nets_nll_equals_cross_entropy():
         assert a.loc[0, key] == pytest.approx(b.loc[0, key], rel=1e-6)
 
 
+def test_g_dominance_is_g_trace_over_the_h_terms_absolute_trace(digits):
+    X, y = digits
+    torch.manual_seed(0)  # nn.Linear's default init; the test's choice
+    net = MLP(64, (16,), 10).double()
+    table = CurvatureProbe(dim=6, n_subspaces=3, random_state=0).measure(net, X, y)
+    assert (table["h_trace"] < 0).any() and (table["h_trace"] > 0).any()  # both signs
+    np.testing.assert_allclose(table["g_dominance"], table["g_trace"] / table["h_trace"].abs(),
+                               rtol=1e-12)
+
+
 def test_measure_regressor_uses_mse():
     X, _ = tiny_data()
     y = X.sum(1)
