@@ -81,3 +81,28 @@ def test_model_state_saturated_logits_are_finite():
         net.weight.mul_(1e6)
     s = model_state(net, torch.randn(20, 2), torch.arange(20) % 3)
     assert all(math.isfinite(v) for v in s.values())
+
+
+def test_batch_statistics_of_a_mixed_stack_match_numpy_row_by_row():
+    # one finite matrix, one with an inf entry, an all-zero one and another finite one:
+    # the finite rows are numpy's values, whatever their neighbours; the others are NaN
+    # exactly where a statistic is undefined
+    from goldisk.curvature._stats import batch_statistics
+
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    bad = a.copy()
+    bad[1, 2] = np.inf
+    stack = torch.from_numpy(np.stack([a, bad, np.zeros((4, 4)), b]))
+    s = batch_statistics(stack)
+    for i, m in ((0, a), (3, b)):
+        h = (m + m.T) / 2
+        eig = np.linalg.eigvalsh(h)
+        assert s["trace"][i] == pytest.approx(np.trace(h), abs=1e-12)
+        assert s["frobenius"][i] == pytest.approx(np.linalg.norm(h), rel=1e-12)
+        assert s["trace_ratio"][i] == pytest.approx(np.trace(h) / np.linalg.norm(h), rel=1e-12)
+        assert s["frac_positive"][i] == (eig > 0).mean()
+        assert (s["eig_min"][i], s["eig_max"][i]) == pytest.approx((eig[0], eig[-1]), abs=1e-12)
+    assert all(np.isnan(s[k][1]) for k in ("trace_ratio", "frac_positive", "eig_min", "eig_max"))
+    assert s["trace"][2] == 0 and s["frobenius"][2] == 0 and np.isnan(s["trace_ratio"][2])
+    assert s["eig_min"][2] == 0 and s["eig_max"][2] == 0
