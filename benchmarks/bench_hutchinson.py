@@ -3,12 +3,14 @@
 Both estimators draw Rademacher probes ``v`` and average ``v^T H v`` over ``m`` probes, one
 Hessian-vector product per probe; they differ in how the HVPs are computed:
 
-``goldisk``      ``goldisk.curvature.hutchinson(..., gauss_newton=False)``: forward-over-
-                 reverse (``jvp`` of ``grad``) vectorized over chunks of 16 probes
-                 (``vmap``); one call also gives ``||H||_F^2`` from ``||H v||^2`` (no extra
-                 HVP; PyHessian has no counterpart, so it is reported alone)
-``goldisk+G``    the same with ``gauss_newton=True`` (also ``Tr(G)``, ``||G||_F^2``: one JVP
-                 and one VJP more per probe)
+``goldisk``      ``goldisk.curvature.hutchinson(..., gauss_newton=False)``: reverse-over-
+                 reverse, one gradient graph per mini-batch, then one double backward per
+                 probe through it, in blocks of ``--chunk-size`` probes (looped on the CPU,
+                 one batched ``is_grads_batched`` double backward on a GPU); one call also
+                 gives ``||H||_F^2`` from ``||H v||^2`` (no extra HVP; PyHessian has no
+                 counterpart, so it is reported alone)
+``goldisk+G``    the same with ``gauss_newton=True`` (also ``Tr(G)``, ``||G||_F^2``: ``J v``
+                 from the same double backward, then one batched VJP per block)
 ``pyhessian``    PyHessian 0.1: ``hessian(model, criterion, data=(X, y))`` (one forward and a
                  ``create_graph=True`` backward), then ``.trace(maxIter=m, tol=-inf)``, one
                  double-backward HVP per probe, one probe at a time. ``trace()`` returns the
