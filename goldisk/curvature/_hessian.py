@@ -1,12 +1,14 @@
 """Exact loss Hessian on a low-dimensional subspace, with its Gauss-Newton split.
 
 For parameters ``w(theta) = w0 + P theta`` (a hyperplane) the d x d Hessian of the mean
-loss ``L`` at ``theta = 0`` is ``P^T H P``. It is computed column by column with
-forward-over-reverse automatic differentiation: ``jvp(grad L)(theta; e_i)``, vmapped over
-the ``d`` directions and accumulated over mini-batches (memory is bounded by
-``batch_size`` and ``chunk_size``, never by the dataset). The same forward pass gives the
-directional derivatives of the logits, ``U = J P``, from which the Gauss-Newton term
-``G = sum_n U_n^T A_n U_n`` (``A_n = d^2 loss_n / dz_n^2``) is formed directly. Nothing of
+loss ``L`` at ``theta = 0`` is ``P^T H P``. It is computed column by column, accumulated
+over mini-batches (memory is bounded by ``batch_size`` and ``chunk_size``, never by the
+dataset), by one of two exact engines: reverse-over-reverse (``goldisk.curvature._reverse``:
+one retained gradient graph per mini-batch, a double backward per direction; the CPU
+default) or forward-over-reverse (``jvp(grad L)(theta; e_i)`` vmapped over the directions
+and over radii; the CUDA default). Both also give the directional derivatives of the
+logits, ``U = J P``, from which the Gauss-Newton term ``G = sum_n U_n^T A_n U_n``
+(``A_n = d^2 loss_n / dz_n^2``) is formed directly. Nothing of
 size D x D is ever allocated, and a :class:`~goldisk.projections.Projection` that never
 stores a D x d matrix (sparse, Fastfood) keeps it that way.
 """
