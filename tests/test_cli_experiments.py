@@ -119,6 +119,25 @@ def test_resume_finishes_a_killed_run_identically(tmp_path):
     assert main([*args, "--out", str(part), "--resume", "--epochs", "3"]) == 2
 
 
+#: one option per command that changes results but was once left out of the resume check
+OTHER_SETTING = {"subspace-train": ["--reference", "he"], "select": ["--projection", "sparse"],
+                 "trajectory": ["--optimizer", "sgd"], "decompose": ["--scheme", "xavier"]}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_resume_refuses_any_changed_setting_and_allows_execution_options(outputs, name,
+                                                                         capsys):
+    out = outputs[name]
+    args = [name, "--out", str(out), *TINY, *COMMANDS[name][0], "--resume"]
+    before = (out / "config.json").read_text()
+    assert main([*args, *OTHER_SETTING[name]]) == 2
+    err = capsys.readouterr().err.strip()
+    option = OTHER_SETTING[name][0][2:].replace("-", "_")
+    assert f"different settings ({option})" in err and len(err.splitlines()) == 1
+    assert (out / "config.json").read_text() == before  # nothing rewritten
+    assert main([*args, "--no-progress"]) == 0  # a finished run resumes to itself
+
+
 @pytest.mark.parametrize("name,bad,msg", [
     ("subspace-train", ["--kinds", "cube"], "--kinds"),
     ("trajectory", ["--modes", "sideways"], "--modes"),

@@ -98,6 +98,20 @@ def add_common_arguments(p, out_default: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: Options that say how a run executes, not what it computes: a run may be resumed with
+#: other values (``n_jobs`` changes sums' order, hence the last bits, not the results).
+EXECUTION_ONLY = frozenset({"out", "resume", "force", "no_progress", "backend", "scheduler",
+                            "n_jobs", "func", "environment", "seconds", "seconds_total", "rows",
+                            "summary"})
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """Settings of ``new`` (a run's config) that differ from the stored ``old`` one (those
+    present in both: an option added by a later goldisk version does not block a resume)."""
+    keys = (set(old) & set(new)) - EXECUTION_ONLY
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
 def prepare_output(out: str, force: bool, resume: bool) -> Path:
     """Create ``out``; refuse an existing non-empty folder unless ``force`` or ``resume``."""
     path = Path(out)

@@ -64,9 +64,7 @@ def run(args) -> int:
                        train_alphas=train_alphas, depth=getattr(model, "depth", None),
                        homogeneous=getattr(model, "homogeneous", None))
     folder = ResultFolder(out, "decompose", DECOMPOSE_COLUMNS, config, args.resume,
-                          args.device, compare=("parts", "alphas", "train_alphas", "dim",
-                                                "n_subspaces", "n_inits", "seed", "dataset",
-                                                "model", "hidden", "bias", "steps"))
+                          args.device)
     decompose(model, X, y, Xv, yv, parts=parts, alphas=alphas, dim=args.dim,
               n_subspaces=args.n_subspaces, scheme=args.scheme,
               hessian_samples=args.hessian_samples, n_inits=args.n_inits,

@@ -38,8 +38,7 @@ def run(args) -> int:
     X, y, Xv, yv, model = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
     folder = ResultFolder(out, "select", SELECT_COLUMNS, config_of(args), args.resume,
-                          args.device, compare=("n_inits", "dim", "ratio", "seed", "dataset",
-                                                "model", "hidden", "epochs", "lr"))
+                          args.device)
     select(model, X, y, Xv, yv, n_inits=args.n_inits, dim=args.dim, ratio=args.ratio,
            reference=args.reference, projection=args.projection,
            hessian_samples=args.hessian_samples, optimizer=args.optimizer, lr=args.lr,

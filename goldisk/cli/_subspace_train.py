@@ -46,8 +46,7 @@ def run(args) -> int:
     out = prepare_output(args.out, args.force, args.resume)
     config = config_of(args, radii=radii, dims=sorted(set(dims)), kinds=kinds)
     folder = ResultFolder(out, "subspace_train", SUBSPACE_COLUMNS, config, args.resume,
-                          args.device, compare=("radii", "dims", "kinds", "n_repeats", "seed",
-                                                "dataset", "model", "hidden", "epochs", "lr"))
+                          args.device)
     subspace_train(model, X, y, Xv, yv, radii=radii, dims=dims, kinds=kinds,
                    n_repeats=args.n_repeats, reference=args.reference,
                    projection=args.projection, optimizer=args.optimizer, lr=args.lr,

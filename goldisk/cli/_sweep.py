@@ -12,6 +12,7 @@ from ._common import (
     add_backend_arguments,
     add_common_arguments,
     append_rows,
+    changed_settings,
     check_backend_arguments,
     check_common_arguments,
     environment,
@@ -127,8 +128,7 @@ def _sweep(args, model, ds, dims, radii) -> int:
         import json
 
         old = json.loads((out / "config.json").read_text())
-        keys = ("dims", "radii", "n_subspaces", "seed", "dataset", "model", "projection", "kind")
-        changed = [k for k in keys if old.get(k) != config.get(k)]
+        changed = changed_settings(old, config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")

@@ -40,9 +40,7 @@ def run(args) -> int:
     X, y, Xv, yv, model = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
     folder = ResultFolder(out, "trajectory", TRAJECTORY_COLUMNS,
-                          config_of(args, radii=radii, modes=modes), args.resume, args.device,
-                          compare=("radii", "modes", "n_repeats", "seed", "dataset", "model",
-                                   "hidden", "epochs", "lr", "optimizer"))
+                          config_of(args, radii=radii, modes=modes), args.resume, args.device)
     trajectory(model, X, y, Xv, yv, radii=radii, modes=modes, n_repeats=args.n_repeats,
                reference=args.reference, optimizer=args.optimizer, lr=args.lr,
                epochs=args.epochs, batch_size=args.batch_size,

@@ -46,14 +46,16 @@ class ResultFolder:
     columns : list of str, optional
         Fixed column order of the CSV (else taken from the first rows written).
     config : dict
-        Settings; on ``resume`` the ``compare`` keys must equal the stored ones.
+        Settings; on ``resume`` every one of them must equal the stored one, except the
+        options that only say how the run executes (``goldisk.cli._common.EXECUTION_ONLY``),
+        or only the ``compare`` keys when those are given.
     resume : bool
         Keep complete units already in the CSV (``done``); otherwise start afresh.
     """
 
     def __init__(self, out, name: str, columns=None, config=None, resume: bool = False,
-                 device: str = "cpu", compare=()):
-        from ..cli._common import environment, write_json
+                 device: str = "cpu", compare=None):
+        from ..cli._common import changed_settings, environment, write_json
 
         self.out = Path(out)
         self.csv = self.out / f"{name}.csv"
@@ -65,7 +67,10 @@ class ResultFolder:
         if resume and cfg_path.exists():
             old = json.loads(cfg_path.read_text())
             self.previous_seconds = float(old.get("seconds_total", old.get("seconds", 0.0)))
-            changed = [k for k in compare if old.get(k) != self.config.get(k)]
+            if compare is None:
+                changed = changed_settings(old, self.config)
+            else:
+                changed = [k for k in compare if old.get(k) != self.config.get(k)]
             if changed:
                 raise ValueError(f"--resume with different settings ({', '.join(changed)}); "
                                  "use the original options or --force")
@@ -171,7 +176,6 @@ def reproduce(out, *, dataset: str = "digits", data_root=None, download: bool = 
     nf = int(np.prod(ds.X.shape[1:]))
     common = {"dataset": dataset, "model": model, "hidden": list(hidden), "seed": seed,
               "max_samples": max_samples, "quick": quick}
-    compare = ("dataset", "model", "hidden", "seed", "max_samples", "quick")
     Xt, yt, Xv, yv = train_ds.X, train_ds.y, val_ds.X, val_ds.y
     summaries, timing = {}, []
 
@@ -180,7 +184,7 @@ def reproduce(out, *, dataset: str = "digits", data_root=None, download: bool = 
         sub.mkdir(exist_ok=True)
         return ResultFolder(sub, csv, columns, {"command": f"reproduce/{name}", **common,
                                                 **(extra or {})},
-                            resume=resume, device=device, compare=compare)
+                            resume=resume, device=device)
 
     def net(bias=True):
         return build_model(model, nf, ds.n_classes, hidden, "relu", bias)
