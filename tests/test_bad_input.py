@@ -451,6 +451,8 @@ CASES = [
     case("cli-out-exists", Cli([], setup=_existing, keep=("notes.txt",)), 2,
          r"--out .* already exists; pass --resume .* or --force"),
     case("cli-out-is-a-file", Cli([], setup=_a_file), 2, r"--out .* is not a folder"),
+    case("cli-force-foreign-folder", Cli(["--force"], setup=_existing, keep=("notes.txt",)), 2,
+         r"--out .* holds files goldisk did not write .*--force only replaces goldisk output"),
     case("cli-resume-other-settings", Cli(["--resume"], setup=_other_settings,
                                           keep=("config.json",)), 2,
          r"--resume with different settings \(dims"),

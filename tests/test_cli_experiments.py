@@ -170,3 +170,15 @@ def test_reproduce_quick_writes_the_report(tmp_path):
     for link in links:
         assert (out / link).exists(), link
     assert "Fort" in report and "Vysogorets" in report
+
+
+def test_force_never_deletes_the_current_folder_or_a_foreign_one(tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    monkeypatch.chdir(mine)
+    for out in (".", str(tmp_path)):  # the current folder, one above it
+        assert main(["trajectory", "--out", out, "--force", *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--force would delete it" in err and len(err.splitlines()) == 1
+    assert (mine / "thesis.tex").read_text() == "months of work"

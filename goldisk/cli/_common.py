@@ -112,6 +112,31 @@ def changed_settings(old: dict, new: dict) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
+def _written_by_goldisk(path: Path) -> bool:
+    """Whether ``path`` (or, for ``reproduce``, a sub-folder) holds a goldisk config.json."""
+    for cfg in [path / "config.json", *path.glob("*/config.json")]:
+        try:
+            if "command" in json.loads(cfg.read_text(encoding="utf-8")):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _check_replaceable(path: Path, out: str) -> None:
+    """``--force`` deletes ``path``: only a goldisk output folder, never one that holds the
+    current folder or the home folder."""
+    here, target = Path.cwd().resolve(), path.resolve()
+    if target == here or target in here.parents or target in (Path.home().resolve(),
+                                                               Path(target.anchor)):
+        raise CLIError(f"--out {out} is the current folder, one above it or the home folder; "
+                       "--force would delete it: choose a sub-folder such as out/run")
+    if not _written_by_goldisk(path):
+        raise CLIError(f"--out {out} holds files goldisk did not write (no goldisk "
+                       "config.json); --force only replaces goldisk output folders: choose "
+                       "another --out, or empty it yourself")
+
+
 def prepare_output(out: str, force: bool, resume: bool) -> Path:
     """Create ``out``; refuse an existing non-empty folder unless ``force`` or ``resume``."""
     path = Path(out)
@@ -121,6 +146,7 @@ def prepare_output(out: str, force: bool, resume: bool) -> Path:
         raise CLIError(f"--out {out} exists and is not a folder; choose another path")
     if path.exists() and any(path.iterdir()):
         if force:
+            _check_replaceable(path, out)
             shutil.rmtree(path)
         elif not resume:
             raise CLIError(
