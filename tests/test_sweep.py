@@ -95,6 +95,13 @@ def test_cli_refuses_existing_output_and_resumes_exactly(tmp_path, capsys):
     assert main(["sweep", "--out", str(out), "--resume", *TINY]) == 0
     resumed = pd.read_csv(out / "sweep.csv")
     pd.testing.assert_frame_equal(resumed, full)
+    # damage a finished CSV as an editor or a stray write might: a line cut short and then
+    # ended, a junk line, a unit written twice; resume must recompute exactly what is bad
+    lines = (out / "sweep.csv").read_text().splitlines(keepends=True)
+    damaged = lines[:3] + [lines[3][:25] + "\n", "garbage\n"] + lines[4:] + lines[1:3]
+    (out / "sweep.csv").write_text("".join(damaged))
+    assert main(["sweep", "--out", str(out), "--resume", *TINY]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "sweep.csv"), full)
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import platform
@@ -198,6 +199,29 @@ def append_rows(path: Path, rows: list[dict], columns: list[str] | None = None) 
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def read_written_rows(path: Path):
+    """The rows of a results CSV that were written whole, as a DataFrame (empty if none).
+
+    Dropped: a last line cut short by a killed write, and any line whose number of fields
+    is not the header's (a line cut short and then ended by an editor, stray text).
+    """
+    import csv
+
+    import pandas as pd
+
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n"):  # a partial last line from a killed write
+        text = text[: text.rfind("\n") + 1]
+    lines = text.splitlines(keepends=True)
+    if len(lines) < 2:
+        return pd.DataFrame()
+    width = len(next(csv.reader(lines[:1])))
+    whole = [line for line in lines[1:] if len(next(csv.reader([line]), [])) == width]
+    return pd.read_csv(io.StringIO(lines[0] + "".join(whole))) if whole else pd.DataFrame()
 
 
 def load_data(args):

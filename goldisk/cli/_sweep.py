@@ -20,6 +20,7 @@ from ._common import (
     parallel_backend,
     parse_floats,
     parse_ints,
+    read_written_rows,
     write_json,
 )
 
@@ -56,21 +57,19 @@ def add_parser(sub) -> None:
 
 
 def _resume_rows(csv_path, n_dims: int) -> tuple[pd.DataFrame, set]:
-    """Complete units already on disk; incomplete units (a killed write) are dropped."""
-    if not csv_path.exists() or csv_path.stat().st_size == 0:
+    """Complete units already on disk. Dropped: incomplete units (a killed write), lines
+    not written whole, rows whose keys are not integers, repeated (unit, dim) rows."""
+    df = read_written_rows(csv_path)
+    keys = ["subspace", "radius_index", "dim"]
+    if df.empty or not set(keys) <= set(df.columns):
         return pd.DataFrame(), set()
-    text = csv_path.read_text(encoding="utf-8")
-    if not text.endswith("\n"):  # a partial last line from a killed write
-        text = text[: text.rfind("\n") + 1]
-    import io
-
-    df = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
-    if df.empty:
-        return df, set()
+    numeric = df[keys].apply(pd.to_numeric, errors="coerce")
+    df = df[numeric.notna().all(axis=1).to_numpy()].astype({k: "int64" for k in keys})
+    df = df.drop_duplicates(subset=keys)
     counts = df.groupby(["subspace", "radius_index"]).size()
     complete = set(counts[counts == n_dims].index)
     keep = df[[u in complete for u in zip(df["subspace"], df["radius_index"], strict=True)]]
-    return keep, complete
+    return keep.reset_index(drop=True), complete
 
 
 def run(args) -> int:

@@ -10,7 +10,6 @@ writes ``report.md``.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
@@ -88,14 +87,9 @@ class ResultFolder:
         write_json(cfg_path, {**self.config, "environment": environment(device)})
 
     def _complete_rows(self) -> pd.DataFrame:
-        if not self.csv.exists() or self.csv.stat().st_size == 0:
-            return pd.DataFrame()
-        text = self.csv.read_text(encoding="utf-8")
-        if not text.endswith("\n"):  # a partial last line from a killed write
-            text = text[: text.rfind("\n") + 1]
-        if text.count("\n") < 2:
-            return pd.DataFrame()
-        df = pd.read_csv(io.StringIO(text))
+        from ..cli._common import read_written_rows
+
+        df = read_written_rows(self.csv)
         if df.empty or "unit" not in df or "unit_rows" not in df:
             return pd.DataFrame()
         df["unit"] = df["unit"].astype(str)
