@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from pathlib import Path
 
 from . import _decompose, _reproduce, _select, _subspace_train, _sweep, _trajectory
 from ._common import CLIError, _one_line_errors
@@ -26,6 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _remove_if_resultless(out: Path) -> None:
+    """Remove the folder a failed run created, when it holds no result yet (only
+    ``config.json`` files and CSVs without a data row): an option rejected by an
+    experiment's own checks leaves nothing behind, finished units are kept."""
+    if not out.is_dir():
+        return
+    for f in out.rglob("*"):
+        if f.is_dir() or f.name == "config.json":
+            continue
+        if f.suffix == ".csv" and len(f.read_text(encoding="utf-8").splitlines()) <= 1:
+            continue
+        return
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     """Entry point of the console script; user errors exit with status 2 and one line."""
     parser = build_parser()
@@ -34,13 +51,14 @@ def main(argv=None) -> int:
         subparsers = next(a for a in parser._actions
                           if isinstance(a, argparse._SubParsersAction))
         subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    out = Path(args.out) if getattr(args, "out", None) else None
+    fresh = out is not None and not out.exists()
     try:
         return int(args.func(args) or 0)
-    except CLIError as exc:
+    except (CLIError, ValueError, TypeError) as exc:
         print(f"goldisk {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        print(f"goldisk {args.command}: error: {exc}", file=sys.stderr)
+        if fresh:
+            _remove_if_resultless(out)
         return 2
     except KeyboardInterrupt:
         print(f"goldisk {args.command}: interrupted; rerun with --resume to continue",
