@@ -10,7 +10,9 @@ dimensions come from one computation per (subspace, radius).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import pickle
 from functools import lru_cache
 
 import numpy as np
@@ -233,11 +235,16 @@ def _subspace_origin(model_key, seeds, reference, projection, d, dtype, device):
 
 
 class _Key:
-    """Hashable by identity of the model's architecture string and parameter count."""
+    """Hashable by the model's content: a hash of its pickle (architecture, attributes,
+    parameters and buffers), so two models that merely print alike never share a cached
+    origin."""
 
     def __init__(self, model):
         self.model = model
-        self.key = (repr(model), ParamLayout(model).D)
+        try:
+            self.key = hashlib.sha256(pickle.dumps(model)).hexdigest()
+        except (pickle.PicklingError, TypeError, AttributeError):  # e.g. a lambda inside
+            self.key = ("unpicklable", id(model))  # the cache keeps the model alive
 
     def __hash__(self):
         return hash(self.key)

@@ -153,3 +153,26 @@ def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
     assert matplotlib.get_backend() == backend
     assert len(fig.axes) == 3 and (tmp_path / "again.png").stat().st_size > 10_000
     assert (tmp_path / "norms.png").stat().st_size > 10_000
+
+
+class _Scaled(torch.nn.Module):
+    """An MLP whose logits are multiplied by a plain attribute: two of them print alike."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.s, self.net = s, MLP(64, (6,), 10)
+
+    def forward(self, x):
+        return self.s * self.net(x)
+
+
+def test_sweeps_of_models_that_print_alike_do_not_share_cached_origins(digits):
+    kw = dict(radii=[1.0], dims=(3,), n_subspaces=1, max_samples=60, progress=False)
+    assert repr(_Scaled(0.1)) == repr(_Scaled(5.0))
+    radius_sweep(_Scaled(0.1), digits.X, digits.y, **kw)  # fills the per-process cache
+    after = radius_sweep(_Scaled(5.0), digits.X, digits.y, **kw)
+    from goldisk.sweep import _subspace_origin
+
+    _subspace_origin.cache_clear()
+    fresh = radius_sweep(_Scaled(5.0), digits.X, digits.y, **kw)
+    pd.testing.assert_frame_equal(after, fresh)
