@@ -187,3 +187,16 @@ def test_force_never_deletes_the_current_folder_or_a_foreign_one(tmp_path, monke
         err = capsys.readouterr().err.strip()
         assert "--force would delete it" in err and len(err.splitlines()) == 1
     assert (mine / "thesis.tex").read_text() == "months of work"
+
+
+def test_repeated_modes_and_kinds_count_once(tmp_path):
+    # `--modes free,free` used to crash, `--kinds hyperplane,hyperplane` to write each unit
+    # twice (so every unit looked incomplete and the run reported 0 rows)
+    args = ["trajectory", *TINY, *COMMANDS["trajectory"][0]]
+    assert main([*args, "--out", str(tmp_path / "t"), "--modes", "free,free"]) == 0
+    df = pd.read_csv(tmp_path / "t" / "trajectory.csv")
+    assert set(df["mode"]) == {"free"} and df["unit"].nunique() == 2  # 2 radii x 1 repeat
+    args = ["subspace-train", *TINY, *COMMANDS["subspace-train"][0], "--no-full"]
+    assert main([*args, "--out", str(tmp_path / "s"), "--kinds", "hyperplane,hyperplane"]) == 0
+    df = pd.read_csv(tmp_path / "s" / "subspace_train.csv")
+    assert len(df) == df["unit"].nunique() == 3 * 2  # 3 radii x 2 dims, each once

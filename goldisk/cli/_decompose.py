@@ -41,7 +41,7 @@ def run(args) -> int:
     from ..experiments._report import ResultFolder
     from ..experiments._summaries import finalize_decompose
 
-    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    parts = list(dict.fromkeys(s.strip() for s in args.parts.split(",") if s.strip()))
     if not parts or any(s not in DECOMPOSE_PARTS for s in parts):
         raise CLIError(f"--parts must be a subset of {','.join(DECOMPOSE_PARTS)}, "
                        f"got {args.parts!r}")

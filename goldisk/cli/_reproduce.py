@@ -92,7 +92,7 @@ def run(args) -> int:
     from ..experiments._report import EXPERIMENTS, reproduce
 
     check_device(args.device)
-    exps = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    exps = list(dict.fromkeys(e.strip() for e in args.experiments.split(",") if e.strip()))
     bad = [e for e in exps if e not in EXPERIMENTS]
     if bad or not exps:
         raise CLIError(f"--experiments must be a subset of {','.join(EXPERIMENTS)}; got "

@@ -36,7 +36,7 @@ def run(args) -> int:
 
     radii = parse_floats(args.radii, "--radii")
     dims = parse_ints(args.dims, "--dims")
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(k.strip() for k in args.kinds.split(",") if k.strip()))
     if not kinds or any(k not in ("hyperplane", "hypersphere") for k in kinds):
         raise CLIError(f"--kinds must be hyperplane and/or hypersphere, got {args.kinds!r}")
     positive(args.n_repeats, "--n-repeats")

@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..experiments._summaries import finalize_trajectory
 
     radii = parse_floats(args.radii, "--radii")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in ("free", "fixed") for m in modes):
         raise CLIError(f"--modes must be free and/or fixed, got {args.modes!r}")
     for name in ("n_repeats", "batch_size", "records_per_epoch"):
