@@ -437,6 +437,9 @@ CASES = [
          2, r"--scheduler 127\.0\.0\.1:1: nothing accepts connections.*head node"),
     case("cli-device-unknown", Cli(["--device", "banana"]), 2, "--device"),
     case("cli-device-cuda-missing", Cli(["--device", "cuda:0"]), 2, "--device"),
+    case("cli-device-meta", Cli(["--device", "meta"]), 2, r"--device meta holds no data"),
+    case("cli-device-mps-missing", Cli(["--device", "mps"]), 2,
+         r"--device mps cannot be used here \(.{1,100}\); use cpu or cuda"),
     case("cli-projection-unknown", Cli(["--projection", "gaussian"]), 2, "--projection"),
     case("cli-kind-unknown", Cli(["--kind", "ball"]), 2, "--kind"),
     case("cli-reference-unknown", Cli(["--reference", "glorot"]), 2, "--reference"),
@@ -489,6 +492,8 @@ def test_bad_input(target, expect, match, check, tmp_path, capsys):
     if isinstance(target, Cli):
         if "cuda" in " ".join(target.argv) and torch.cuda.is_available():
             pytest.skip("a CUDA device is available")
+        if "mps" in target.argv and torch.backends.mps.is_available():
+            pytest.skip("an MPS device is available")
         out = tmp_path / "out"
         code, err = _run_cli(target, out, tmp_path, capsys)
         assert code == expect

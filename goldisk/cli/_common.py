@@ -81,6 +81,15 @@ def check_common_arguments(args) -> None:
                        f"got {args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+    if device.type == "meta":
+        raise CLIError("--device meta holds no data (shapes only); use cpu or cuda")
+    try:  # e.g. mps on a machine without it, or a CUDA index that does not exist
+        torch.zeros(1, device=device) + 1
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first if len(first) <= 100 else first[:97] + "..."
+        raise CLIError(f"--device {args.device} cannot be used here ({first}); use cpu or "
+                       "cuda") from None
     if args.max_samples is not None and args.max_samples < 1:
         raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
 

@@ -29,10 +29,12 @@ def add_model_arguments(p, bias_default: bool = True) -> None:
 
 
 def check_device(device: str) -> None:
-    import torch
+    """The same device checks as every other option (``check_common_arguments``)."""
+    import types
 
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {device} asked for but no CUDA device is available")
+    from ._common import check_common_arguments
+
+    check_common_arguments(types.SimpleNamespace(device=device, seed=0, max_samples=None))
 
 
 def prepare(args):
