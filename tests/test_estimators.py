@@ -242,3 +242,16 @@ def test_invalid_parameters_raise_at_fit(digits, kw, name):
     net = net_(**kw)  # constructing never validates
     with pytest.raises(ValueError, match=name):
         net.fit(X, y)
+
+
+def test_skorch_validation_split_scores_the_held_out_fold(digits):
+    # skorch's ValidSplit hands its Dataset to predict: the recorded accuracy is that of the
+    # held-out fold (the first of a 5-fold split, as ValidSplit(5) makes it: not stratified)
+    from sklearn.model_selection import KFold
+    from skorch.dataset import ValidSplit
+
+    X, y = digits
+    net = GoldilocksClassifier(MLP, module__hidden=(8,), max_epochs=2, random_state=0,
+                               train_split=ValidSplit(5)).fit(X, y)
+    _, held_out = next(KFold(5).split(X, y))
+    assert net.history[-1, "valid_acc"] == pytest.approx(net.score(X[held_out], y[held_out]))

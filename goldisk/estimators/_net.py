@@ -307,7 +307,8 @@ class _GoldilocksNet:
 
     def _raw_predict(self, X):
         self.check_is_fitted()
-        X, _ = self._validate_X(X)
+        if not isinstance(X, torch.utils.data.Dataset):  # skorch's validation split passes
+            X, _ = self._validate_X(X)  # its Dataset, made from the data fit validated
         return NeuralNet.predict_proba(self, X)
 
     def projection_matrix(self) -> np.ndarray:
