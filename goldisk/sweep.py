@@ -175,6 +175,11 @@ def radius_sweep(
     radii = _check_ratios(radii)
     layout = ParamLayout(model)
     dims = _check_dims(dims, layout.D)
+    for name, value in (("max_samples", max_samples), ("radius_batch", radius_batch),
+                        ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
     if max_samples is not None:
         X, y = X[:max_samples], y[:max_samples]
     cfg = {"dims": dims, "reference": reference, "projection": projection, "kind": kind,

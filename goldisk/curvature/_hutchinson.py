@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -71,8 +72,8 @@ def hutchinson(
     >>> abs(est["trace"] - est["g_trace"]) < 1e-10   # a linear model has no H-term
     True
     """
-    if n_probes < 1:
-        raise ValueError(f"n_probes must be >= 1, got {n_probes}.")
+    if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 1:
+        raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}.")
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
