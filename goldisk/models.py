@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,7 +92,11 @@ class MLP(_Base):
                  bias=True):
         super().__init__()
         _activation(activation)
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = (hidden,)  # one hidden layer, as scikit-learn's hidden_layer_sizes=100
         _check_sizes(in_features=in_features, hidden=tuple(hidden), out_features=out_features)
+        if not isinstance(bias, bool | np.bool_):
+            raise TypeError(f"bias must be True or False, got bias={bias!r}.")
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.use_bias = activation, bias

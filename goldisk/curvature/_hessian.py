@@ -209,6 +209,8 @@ def subspace_hessian(
         raise ValueError("X is empty: the Hessian of a mean over zero samples is undefined.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if gauss_newton not in (True, False):
+        raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     for name, value in (("chunk_size", chunk_size), ("scale_chunk", scale_chunk)):

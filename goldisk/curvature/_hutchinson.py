@@ -72,6 +72,8 @@ def hutchinson(
     >>> abs(est["trace"] - est["g_trace"]) < 1e-10   # a linear model has no H-term
     True
     """
+    if gauss_newton not in (True, False):
+        raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
     if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 1:
         raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}.")
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size

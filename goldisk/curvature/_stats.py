@@ -70,6 +70,9 @@ def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
     >>> s["trace"], s["frobenius"], s["trace_ratio"], s["frac_positive"]
     (4.0, 3.4641016151377544, 1.1547005383792517, 0.75)
     """
+    H = torch.as_tensor(H)
+    if H.dim() != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a square (d, d) matrix, got shape {tuple(H.shape)}.")
     stats = {prefix + k: float(v[0])
              for k, v in batch_statistics(H.reshape(1, *H.shape[-2:])).items()}
     warn_statistics(stats, prefix)

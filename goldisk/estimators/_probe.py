@@ -172,6 +172,8 @@ class CurvatureProbe(BaseEstimator):
         _check_choice(self.score, SCORES, "score")
         _check_choice(self.loss, LOSSES, "loss")
         _check_choice(self.dtype, tuple(_DTYPES), "dtype")
+        if self.gauss_newton not in (True, False):
+            raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
         if not self.gauss_newton and self.score.startswith(("g_", "h_")):
             raise ValueError(f"score={self.score!r} needs gauss_newton=True.")
 
