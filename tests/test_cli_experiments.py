@@ -146,10 +146,10 @@ def test_resume_refuses_any_changed_setting_and_allows_execution_options(outputs
     ("select", ["--device", "cuda:7"] , "cuda"),
     ("reproduce", ["--experiments", "sweep,dance"], "--experiments"),
     # rejected by the experiment's own checks, after the folder was made: it is removed
-    ("select", ["--ratio", "-1"], "ratio must be finite and > 0"),
-    ("decompose", ["--alphas", "-1"], "alphas must be finite and > 0"),
-    ("trajectory", ["--radii", "0"], "radii must be finite and > 0"),
-    ("subspace-train", ["--dims", "100000"], "dims must be integers in [1, D="),
+    ("select", ["--ratio", "-1"], "error: --ratio must be finite and > 0"),
+    ("decompose", ["--alphas", "-1"], "error: --alphas must be finite and > 0"),
+    ("trajectory", ["--radii", "0"], "error: --radii must be finite and > 0"),
+    ("subspace-train", ["--dims", "100000"], "error: --dims must be integers in [1, D="),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, name, bad, msg):
     if name == "select" and msg == "cuda":

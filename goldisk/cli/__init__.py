@@ -28,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _as_option(msg: str, parser, args) -> str:
+    """A library error that starts with a parameter name (``ratio must be ...``) names the
+    subcommand's option instead (``--ratio must be ...``) when one of that name exists."""
+    word = msg.split(" ", 1)[0]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    options = subparsers.choices[args.command]._option_string_actions
+    option = "--" + word.replace("_", "-")
+    return option + msg[len(word):] if word.isidentifier() and option in options else msg
+
+
 def _remove_if_resultless(out: Path) -> None:
     """Remove the folder a failed run created, when it holds no result yet (only
     ``config.json`` files and CSVs without a data row): an option rejected by an
@@ -56,7 +66,8 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, TypeError) as exc:
-        print(f"goldisk {args.command}: error: {exc}", file=sys.stderr)
+        msg = str(exc) if isinstance(exc, CLIError) else _as_option(str(exc), parser, args)
+        print(f"goldisk {args.command}: error: {msg}", file=sys.stderr)
         if fresh:
             _remove_if_resultless(out)
         return 2
