@@ -72,8 +72,9 @@ class MLP(_Base):
     ----------
     in_features : int
         Input size; inputs of any shape ``(N, ...)`` are flattened to ``(N, in_features)``.
-    hidden : tuple of int, default (100, 100)
-        Hidden widths; ``()`` gives a linear (softmax-regression) model.
+    hidden : tuple of int or int, default (100, 100)
+        Hidden widths; an int is one hidden layer; ``()`` gives a linear
+        (softmax-regression) model.
     out_features : int, default 10
         Number of logits.
     activation : {"relu", "tanh"}, default "relu"
