@@ -150,6 +150,9 @@ def test_resume_refuses_any_changed_setting_and_allows_execution_options(outputs
     ("decompose", ["--alphas", "-1"], "error: --alphas must be finite and > 0"),
     ("trajectory", ["--radii", "0"], "error: --radii must be finite and > 0"),
     ("subspace-train", ["--dims", "100000"], "error: --dims must be integers in [1, D="),
+    ("decompose", ["--gd-lr0", "-1"], "error: --gd-lr0 must be finite and > 0"),
+    ("subspace-train", ["--full-lr", "-1"], "error: --full-lr must be finite and > 0"),
+    ("subspace-train", ["--lr", "nan"], "error: --lr must be finite and > 0"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, name, bad, msg):
     if name == "select" and msg == "cuda":

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from ._common import CLIError, add_common_arguments, parse_floats, prepare_output
-from ._reproduce import add_model_arguments, config_of, positive, prepare, title_of
+from ._reproduce import (
+    add_model_arguments,
+    config_of,
+    learning_rates,
+    positive,
+    prepare,
+    title_of,
+)
 
 NAME = "decompose"
 HELP = "G-term/H-term curvature, temperature, model state and trainability against scale"
@@ -56,6 +63,7 @@ def run(args) -> int:
         raise CLIError(f"--init-alpha-range needs two numbers lo,hi; got {args.init_alpha_range}")
     for name in ("dim", "n_subspaces", "n_inits", "init_dim", "steps", "records"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))
+    learning_rates(args, "gd_lr0", "adam_lr")  # the experiment calls both "lr"
     if args.hessian_samples is not None:
         positive(args.hessian_samples, "--hessian-samples")
     X, y, Xv, yv, model = prepare(args)

@@ -74,6 +74,16 @@ def positive(value, name: str, minimum=1):
     return value
 
 
+def learning_rates(args, *names: str) -> None:
+    """Each learning-rate option must be finite and > 0 (checked before ``--out`` is made)."""
+    import math
+
+    for name in names:
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise CLIError(f"--{name.replace('_', '-')} must be finite and > 0, got {value}")
+
+
 def add_parser(sub) -> None:
     from ..experiments._report import EXPERIMENTS
 

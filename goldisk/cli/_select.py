@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ._common import add_common_arguments, prepare_output
-from ._reproduce import add_model_arguments, config_of, positive, prepare, title_of
+from ._reproduce import (
+    add_model_arguments,
+    config_of,
+    learning_rates,
+    positive,
+    prepare,
+    title_of,
+)
 
 NAME = "select"
 HELP = "curvature and loss at many inits against their training speed (Fort Fig. 6)"
@@ -35,6 +42,7 @@ def run(args) -> int:
     for name in ("n_inits", "dim", "hessian_samples", "batch_size", "epochs"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))
     positive(args.permutations, "--permutations", 0)
+    learning_rates(args, "lr")
     X, y, Xv, yv, model = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
     folder = ResultFolder(out, "select", SELECT_COLUMNS, config_of(args), args.resume,

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ._common import CLIError, add_common_arguments, parse_floats, parse_ints, prepare_output
-from ._reproduce import add_model_arguments, config_of, positive, prepare, title_of
+from ._reproduce import (
+    add_model_arguments,
+    config_of,
+    learning_rates,
+    positive,
+    prepare,
+    title_of,
+)
 
 NAME = "subspace-train"
 HELP = "validation accuracy inside random d-dim hyperplanes/hyperspheres at radius r"
@@ -42,6 +49,7 @@ def run(args) -> int:
     positive(args.n_repeats, "--n-repeats")
     positive(args.epochs, "--epochs", 0)
     positive(args.batch_size, "--batch-size")
+    learning_rates(args, "lr", "full_lr")
     X, y, Xv, yv, model = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
     config = config_of(args, radii=radii, dims=sorted(set(dims)), kinds=kinds)

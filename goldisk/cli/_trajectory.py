@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ._common import CLIError, add_common_arguments, parse_floats, prepare_output
-from ._reproduce import add_model_arguments, config_of, positive, prepare, title_of
+from ._reproduce import (
+    add_model_arguments,
+    config_of,
+    learning_rates,
+    positive,
+    prepare,
+    title_of,
+)
 
 NAME = "trajectory"
 HELP = "radius of the weights during training from small and large radii (Chang)"
@@ -37,6 +44,7 @@ def run(args) -> int:
     for name in ("n_repeats", "batch_size", "records_per_epoch"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))
     positive(args.epochs, "--epochs", 0)
+    learning_rates(args, "lr")
     X, y, Xv, yv, model = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
     folder = ResultFolder(out, "trajectory", TRAJECTORY_COLUMNS,
