@@ -182,7 +182,8 @@ def radius_sweep(
             raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
     if max_samples is not None:
         X, y = X[:max_samples], y[:max_samples]
-    cfg = {"dims": dims, "reference": reference, "projection": projection, "kind": kind,
+    cfg = {"model_key": _Key.of(model),
+           "dims": dims, "reference": reference, "projection": projection, "kind": kind,
            "loss": loss, "gauss_newton": gauss_newton, "batch_size": batch_size,
            "dtype": dtype, "device": str(device) if device is not None else "cpu",
            "r_ref": reference_radius(model, reference)}
@@ -244,12 +245,16 @@ class _Key:
     parameters and buffers), so two models that merely print alike never share a cached
     origin."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, key):
+        self.model, self.key = model, key
+
+    @staticmethod
+    def of(model):
+        """The content key of ``model``, computed once per sweep (not per task)."""
         try:
-            self.key = hashlib.sha256(pickle.dumps(model)).hexdigest()
+            return hashlib.sha256(pickle.dumps(model)).hexdigest()
         except (pickle.PicklingError, TypeError, AttributeError):  # e.g. a lambda inside
-            self.key = ("unpicklable", id(model))  # the cache keeps the model alive
+            return ("unpicklable", id(model))  # the cache keeps the model alive
 
     def __hash__(self):
         return hash(self.key)
@@ -270,8 +275,8 @@ def _sweep_task(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
 
 def _sweep_task_locked(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
     dtype, device = cfg["dtype"], torch.device(cfg["device"])
-    net, w0, P = _subspace_origin(_Key(model), seeds, cfg["reference"], cfg["projection"],
-                                  cfg["dims"][-1], dtype, device)
+    net, w0, P = _subspace_origin(_Key(model, cfg["model_key"]), seeds, cfg["reference"],
+                                  cfg["projection"], cfg["dims"][-1], dtype, device)
     scales = [ratio * cfg["r_ref"] / float(w0.norm()) for ratio in ratios]
     res = subspace_hessian(net, X, y, P, point=w0, scales=scales, kind=cfg["kind"],
                            loss=cfg["loss"], gauss_newton=cfg["gauss_newton"],

@@ -68,19 +68,17 @@ def _one_line_errors(parser) -> None:
     parser.error = error
 
 
-def check_common_arguments(args) -> None:
-    """Validate --seed, --device and --max-samples before anything is loaded or written."""
+def check_device(name: str) -> None:
+    """``--device`` must name a torch device that holds data and is usable here."""
     import torch
 
-    if args.seed < 0:
-        raise CLIError(f"--seed must be an int >= 0, got {args.seed}")
     try:
-        device = torch.device(args.device)
+        device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
         raise CLIError(f"--device must be a torch device such as cpu, cuda or cuda:0; "
-                       f"got {args.device!r}") from None
+                       f"got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device} asked for but no CUDA device is available")
+        raise CLIError(f"--device {name} asked for but no CUDA device is available")
     if device.type == "meta":
         raise CLIError("--device meta holds no data (shapes only); use cpu or cuda")
     try:  # e.g. mps on a machine without it, or a CUDA index that does not exist
@@ -88,8 +86,16 @@ def check_common_arguments(args) -> None:
     except (RuntimeError, AssertionError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first if len(first) <= 100 else first[:97] + "..."
-        raise CLIError(f"--device {args.device} cannot be used here ({first}); use cpu or "
+        raise CLIError(f"--device {name} cannot be used here ({first}); use cpu or "
                        "cuda") from None
+
+
+def check_common_arguments(args) -> None:
+    """Validate --seed, --device and --max-samples before anything is loaded or written."""
+
+    if args.seed < 0:
+        raise CLIError(f"--seed must be an int >= 0, got {args.seed}")
+    check_device(args.device)
     if args.max_samples is not None and args.max_samples < 1:
         raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
 

@@ -6,7 +6,14 @@ data loading and splitting, the configuration dict).
 
 from __future__ import annotations
 
-from ._common import CLIError, add_common_arguments, load_data, parse_ints, prepare_output
+from ._common import (
+    CLIError,
+    add_common_arguments,
+    check_device,
+    load_data,
+    parse_ints,
+    prepare_output,
+)
 
 NAME = "reproduce"
 HELP = "run the sweep and all experiments at the default small scale; write report.md"
@@ -26,15 +33,6 @@ def add_model_arguments(p, bias_default: bool = True) -> None:
     else:
         p.add_argument("--bias", dest="bias", action="store_true",
                        help="add biases (the net is then not homogeneous)")
-
-
-def check_device(device: str) -> None:
-    """The same device checks as every other option (``check_common_arguments``)."""
-    import types
-
-    from ._common import check_common_arguments
-
-    check_common_arguments(types.SimpleNamespace(device=device, seed=0, max_samples=None))
 
 
 def prepare(args):
