@@ -28,12 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser, command: str) -> argparse.ArgumentParser:
+    actions = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return next(actions).choices[command]
+
+
 def _as_option(msg: str, parser, args) -> str:
     """A library error that starts with a parameter name (``ratio must be ...``) names the
     subcommand's option instead (``--ratio must be ...``) when one of that name exists."""
     word = msg.split(" ", 1)[0]
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    options = subparsers.choices[args.command]._option_string_actions
+    options = _subparser(parser, args.command)._option_string_actions
     option = "--" + word.replace("_", "-")
     return option + msg[len(word):] if word.isidentifier() and option in options else msg
 
@@ -58,9 +62,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand, in one line, like its own option errors
-        subparsers = next(a for a in parser._actions
-                          if isinstance(a, argparse._SubParsersAction))
-        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     out = Path(args.out) if getattr(args, "out", None) else None
     fresh = out is not None and not out.exists()
     try:
