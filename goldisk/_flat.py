@@ -8,20 +8,35 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["ParamLayout", "parameter_vector"]
+__all__ = ["ParamLayout", "parameter_vector", "trainable_parameters"]
+
+
+def trainable_parameters(module: nn.Module, weights_only: bool = False) -> list:
+    """``(name, parameter)`` of the parameters of ``module`` that require gradients.
+
+    These make up goldisk's parameter vector ``w``: frozen parameters
+    (``requires_grad=False``) are constants of the function, as for an optimizer. The order
+    is ``named_parameters()``, so a parameter shared by several layers appears once, under
+    its first name. ``weights_only=True`` keeps the tensors with at least two dimensions
+    (weight matrices and kernels, whatever their name), dropping biases and normalization
+    scales and shifts.
+    """
+    return [(name, p) for name, p in module.named_parameters()
+            if p.requires_grad and (not weights_only or p.dim() > 1)]
 
 
 class ParamLayout:
     """Names, shapes and offsets of a module's trainable parameters in one flat vector.
 
-    The order is ``module.named_parameters()``; ``unflatten`` gives views of a flat
+    The parameters are those of :func:`trainable_parameters` (``requires_grad=True``), in
+    ``module.named_parameters()`` order; ``unflatten`` gives views of a flat
     vector (batched leading dimensions are allowed), and ``call`` evaluates the module
     at a flat vector with :func:`torch.func.functional_call`, so it composes with
     ``vmap``, ``grad`` and ``jvp``.
     """
 
     def __init__(self, module: nn.Module, names=None):
-        params = dict(module.named_parameters())
+        params = dict(trainable_parameters(module))
         self.names = list(params) if names is None else list(names)
         self.shapes = [tuple(params[n].shape) for n in self.names]
         self.numels = [math.prod(s) for s in self.shapes]
@@ -38,6 +53,14 @@ class ParamLayout:
     def call(self, module: nn.Module, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(module, self.unflatten(w), (x,))
 
+    @torch.no_grad()
+    def assign_(self, module: nn.Module, w: torch.Tensor) -> nn.Module:
+        """Copy the flat vector ``w`` into the parameters of ``module`` (in place)."""
+        params = dict(module.named_parameters())
+        for name, value in self.unflatten(w).items():
+            params[name].copy_(value)
+        return module
+
     def slices(self):
         """``(name, slice)`` of each parameter in the flat vector."""
         start = 0
@@ -47,19 +70,18 @@ class ParamLayout:
 
 
 def parameter_vector(module: nn.Module, weights_only: bool = False) -> torch.Tensor:
-    """All parameters of ``module`` as one detached flat vector.
-
-    ``weights_only=True`` keeps only tensors named ``weight`` of layers with more than one
-    dimension (Linear, Conv), i.e. drops biases and normalization scales.
-    """
-    parts = [
-        p.detach().reshape(-1)
-        for name, p in module.named_parameters()
-        if not weights_only or (name.rsplit(".", 1)[-1] == "weight" and p.dim() > 1)
-    ]
+    """The trainable parameters of ``module`` (:func:`trainable_parameters`) as one
+    detached flat vector; ``weights_only=True`` keeps only the tensors with at least two
+    dimensions (weight matrices and kernels): no biases, no normalization scales."""
+    parts = [p.detach().reshape(-1) for _, p in trainable_parameters(module, weights_only)]
     if not parts:
+        what = "tensor with two or more dimensions" if weights_only else "parameter"
+        if next(module.parameters(), None) is None:
+            raise ValueError(f"module has no parameters to measure; pass a module with at "
+                             f"least one trainable {what}.")
         raise ValueError(
-            "module has no parameters to measure; pass a module with at least one "
-            "trainable (weights_only=False) or weight (weights_only=True) tensor."
+            f"module has no trainable {what} to measure (parameters with "
+            "requires_grad=False are constants); pass a module with at least one, or "
+            "unfreeze it with p.requires_grad_(True)."
         )
     return torch.cat(parts)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ._flat import parameter_vector
+from ._flat import parameter_vector, trainable_parameters
 
 __all__ = [
     "REFERENCES",
@@ -26,6 +26,12 @@ __all__ = [
 
 REFERENCES = ("xavier", "he", "lecun", "default")
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _frozen(t: torch.Tensor) -> bool:
+    """A parameter excluded from ``w`` (``requires_grad=False``); a plain tensor in its place
+    (a :class:`~goldisk.SubspaceModule`'s wrapped layers) still has its layer's shape."""
+    return isinstance(t, nn.Parameter) and not t.requires_grad
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -46,13 +52,16 @@ def _variance(scheme: str, fan_in: int, fan_out: int) -> float:
 
 
 def radius(module: nn.Module, weights_only: bool = False) -> float:
-    """Euclidean norm of the parameters of ``module``.
+    """Euclidean norm of the trainable parameters of ``module``.
 
     Parameters
     ----------
     module : torch.nn.Module
+        Its parameters with ``requires_grad=True``, each once (a shared weight counts
+        once); frozen parameters and buffers are not part of the radius.
     weights_only : bool, default=False
-        Measure only the weight matrices/kernels (no biases, no normalization scales).
+        Measure only the tensors with two or more dimensions (weight matrices and kernels,
+        whatever their name): no biases, no normalization scales.
 
     Examples
     --------
@@ -70,7 +79,10 @@ def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[
     For a weight with ``n`` entries drawn with variance ``sigma^2`` the radius concentrates
     at ``sqrt(n) * sigma`` (Fort & Scherlis, Sec. 2.2). Biases are zero under Xavier, He
     and LeCun; under PyTorch's ``"default"`` init they are uniform with the weights'
-    bound and are included. Keys are ``named_modules`` names.
+    bound and are included. Keys are ``named_modules`` names. Layers with a frozen weight
+    (``requires_grad=False``) are not counted, and a weight shared by several layers is
+    counted once, with the first layer that uses it. (Weights held as buffers, as in a
+    :class:`~goldisk.SubspaceModule`, are counted.)
 
     Examples
     --------
@@ -79,20 +91,21 @@ def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[
     10.0
     """
     _variance(reference, 1, 1)  # validate early
-    out = {}
+    out, seen = {}, set()
     for name, layer in module.named_modules():
-        if not isinstance(layer, _LAYERS):
+        if not isinstance(layer, _LAYERS) or _frozen(layer.weight) or id(layer.weight) in seen:
             continue
+        seen.add(id(layer.weight))
         fan_in, fan_out = _fans(layer.weight)
         var = _variance(reference, fan_in, fan_out)
         sq = layer.weight.numel() * var
-        if reference == "default" and layer.bias is not None:
+        if reference == "default" and layer.bias is not None and not _frozen(layer.bias):
             sq += layer.bias.numel() * var
         out[name] = math.sqrt(sq)
     if not out:
         raise ValueError(
-            "module has no Linear or Conv layer, so no reference radius can be computed from "
-            "layer shapes; use reference='current' (the module's own radius) instead."
+            "module has no trainable Linear or Conv layer, so no reference radius can be "
+            "computed from layer shapes; use reference='current' (the module's own radius) instead."
         )
     return out
 
@@ -143,7 +156,10 @@ def rescale_(
     reference : str
         Only used by ``mode="per_layer"`` to split ``target`` among layers.
     weights_only : bool
-        For ``mode="global"``: measure and scale only the weights, leaving biases as is.
+        For ``mode="global"``: measure and scale only the tensors with two or more
+        dimensions (weights), leaving biases and normalization parameters as is.
+
+    Frozen parameters (``requires_grad=False``) are never scaled.
 
     Returns
     -------
@@ -163,15 +179,17 @@ def rescale_(
         if current == 0:
             raise ValueError("cannot rescale a module whose radius is 0; initialize it first.")
         factor = target / current
-        for name, p in module.named_parameters():
-            if not weights_only or (name.rsplit(".", 1)[-1] == "weight" and p.dim() > 1):
-                p.mul_(factor)
+        for _, p in trainable_parameters(module, weights_only):
+            p.mul_(factor)
     elif mode == "per_layer":
         refs = layer_reference_radii(module, reference)
         total = math.sqrt(sum(r * r for r in refs.values()))
         layers = dict(module.named_modules())
+        seen = set()  # a parameter shared by two layers is scaled once, with the first
         for name, ref in refs.items():
-            params = list(layers[name].parameters(recurse=False))
+            params = [p for p in layers[name].parameters(recurse=False)
+                      if p.requires_grad and id(p) not in seen]
+            seen.update(id(p) for p in params)
             current = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))
             if current == 0:
                 raise ValueError(f"layer {name!r} has radius 0; initialize it before rescaling.")

@@ -31,14 +31,16 @@ class SubspaceModule(nn.Module):
     ``theta`` starts at 0, so the wrapped network starts exactly at ``w0``. ``w0`` and the
     projection are buffers: ``.to(device)``, ``state_dict``, ``deepcopy`` and pickling
     all work. The wrapped module's own parameters are turned into non-persistent buffers
-    in a private copy (the caller's module is not modified).
+    in a private copy (the caller's module is not modified). ``w`` is the vector of its
+    trainable parameters (:func:`goldisk.radius`'s): frozen ones (``requires_grad=False``)
+    stay at their values, and a parameter shared by several layers moves everywhere at once.
 
     Parameters
     ----------
     module : torch.nn.Module
         Returns logits. Its current parameters are ``w0``.
     projection : goldisk.projections.Projection
-        Maps R^d to R^D, with ``D`` the number of parameters of ``module``.
+        Maps R^d to R^D, with ``D`` the number of trainable parameters of ``module``.
     kind : {"hyperplane", "hypersphere"}
 
     Examples
@@ -64,14 +66,30 @@ class SubspaceModule(nn.Module):
         if projection.D != self.layout.D:
             raise ValueError(
                 f"projection maps to D={projection.D} but the module has D={self.layout.D} "
-                "parameters; build the projection with D=<number of parameters>."
+                "trainable parameters; build the projection with D=<number of trainable "
+                "parameters>."
             )
-        for sub in base.modules():
-            for name, p in list(sub._parameters.items()):
-                if p is None:
-                    continue
-                del sub._parameters[name]
-                sub.register_buffer(name, p.detach().clone(), persistent=False)
+        # Every parameter becomes one non-persistent buffer, registered at each of its
+        # places (a weight tied between layers stays tied); forward puts the views of w in
+        # the trainable ones (the layout), frozen ones (requires_grad=False) stay at w0.
+        places, params = {}, {}
+        for path, sub in base.named_modules(remove_duplicate=False):
+            for leaf, p in sub._parameters.items():
+                if p is not None:
+                    places.setdefault(id(p), []).append((path, leaf))
+                    params[id(p)] = p
+        trainable = {id(p): name for name, p in base.named_parameters()
+                     if name in set(self.layout.names)}
+        for key, where in places.items():
+            value = params[key].detach().clone()
+            for path, leaf in where:
+                sub = base.get_submodule(path)
+                sub._parameters.pop(leaf, None)
+                if leaf not in sub._buffers:
+                    sub.register_buffer(leaf, value, persistent=False)
+        #: each parameter's places, in named_parameters order, and its layout name (None:
+        #: frozen)
+        self._places = [(tuple(where), trainable.get(key)) for key, where in places.items()]
         self.kind = kind
         self.base = base
         if any(b.dtype != w0.dtype or b.device != w0.device for b in projection.buffers()
@@ -108,19 +126,18 @@ class SubspaceModule(nn.Module):
         # its backward is a single ``cat``, where slices would each write their gradient into
         # a zero D-vector and add them up.
         w = self.point()
-        parts = w.split(self.layout.numels, dim=-1)
-        slots = []
-        for name in self.layout.names:
-            owner, _, leaf = name.rpartition(".")
-            slots.append((self.base.get_submodule(owner) if owner else self.base, leaf))
-        saved = [module._buffers[leaf] for module, leaf in slots]
+        views = {name: part.reshape(*w.shape[:-1], *shape) for name, part, shape in
+                 zip(self.layout.names, w.split(self.layout.numels, dim=-1),
+                     self.layout.shapes, strict=True)}
+        slots = [(self.base.get_submodule(path), leaf, views[name])
+                 for where, name in self._places if name is not None for path, leaf in where]
+        saved = [module._buffers[leaf] for module, leaf, _ in slots]
         try:
-            for (module, leaf), part, shape in zip(slots, parts, self.layout.shapes,
-                                                   strict=True):
-                module._buffers[leaf] = part.reshape(*w.shape[:-1], *shape)
+            for module, leaf, view in slots:
+                module._buffers[leaf] = view
             return self.base(x, *args, **kwargs)
         finally:
-            for (module, leaf), tensor in zip(slots, saved, strict=True):
+            for (module, leaf, _), tensor in zip(slots, saved, strict=True):
                 module._buffers[leaf] = tensor
 
     def radius(self) -> float:
@@ -128,14 +145,22 @@ class SubspaceModule(nn.Module):
         return float(self.point().detach().norm())
 
     def materialize(self) -> nn.Module:
-        """A plain copy of the wrapped module with real parameters at ``w(theta)``."""
+        """A plain copy of the wrapped module with real parameters at ``w(theta)`` (frozen
+        ones at ``w0``, still frozen; tied ones still tied)."""
         net = copy.deepcopy(self.base)
-        for full_name, value in self.layout.unflatten(self.point().detach()).items():
-            owner, _, leaf = full_name.rpartition(".")
-            target = net.get_submodule(owner) if owner else net
-            del target._buffers[leaf]
-            target._non_persistent_buffers_set.discard(leaf)
-            target.register_parameter(leaf, nn.Parameter(value.clone()))
+        values = self.layout.unflatten(self.point().detach())
+        for where, name in self._places:
+            path, leaf = where[0]
+            if name is None:
+                value = net.get_submodule(path)._buffers[leaf].clone()
+                param = nn.Parameter(value, requires_grad=False)
+            else:
+                param = nn.Parameter(values[name].clone())
+            for path, leaf in where:
+                target = net.get_submodule(path)
+                target._buffers.pop(leaf, None)
+                target._non_persistent_buffers_set.discard(leaf)
+                target.register_parameter(leaf, param)
         return net
 
     def extra_repr(self) -> str:

@@ -14,9 +14,12 @@ import threading
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import _SpectralNorm, _WeightNorm
+from torch.nn.utils.spectral_norm import SpectralNorm as _SpectralNormHook
+from torch.nn.utils.weight_norm import WeightNorm as _WeightNormHook
 
 __all__ = ["check_data", "check_model", "check_outputs", "model_device", "deterministic",
-           "TRANSFORMS_LOCK"]
+           "mode_dependent", "TRANSFORMS_LOCK"]
 
 #: Serializes goldisk's ``torch.func`` work (``jvp`` over ``grad``, ``vmap``) between
 #: threads: torch's forward-mode AD levels are process-global, and two threads computing
@@ -107,7 +110,13 @@ def check_data(X, y, *, name_X: str = "X", name_y: str = "y"):
 
 
 def check_model(model, name: str = "model") -> nn.Module:
-    """``model`` must be a torch module with at least one parameter."""
+    """``model`` must be a torch module with at least one trainable parameter, and
+    PyTorch's second derivatives through it must be right.
+
+    Weight normalization is refused: PyTorch's double backward of ``_weight_norm`` is
+    wrong (``torch.autograd.gradgradcheck(torch._weight_norm, ...)`` fails in torch 2.14),
+    so the Hessian would be silently wrong, while the loss and gradient are right.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}.")
     if next(model.parameters(), None) is None:
@@ -115,6 +124,22 @@ def check_model(model, name: str = "model") -> nn.Module:
             f"{name} ({type(model).__name__}) has no parameters, so its loss has no "
             "curvature; pass a module with at least one trainable layer (e.g. nn.Linear)."
         )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"every parameter of {name} ({type(model).__name__}) is frozen "
+            "(requires_grad=False), so there is nothing to measure; unfreeze the ones to "
+            "study with p.requires_grad_(True)."
+        )
+    for path, m in model.named_modules():
+        if isinstance(m, _WeightNorm) or any(isinstance(h, _WeightNormHook)
+                                             for h in m._forward_pre_hooks.values()):
+            raise ValueError(
+                f"{name} uses weight normalization (in {path or type(model).__name__!r}), "
+                "whose second derivative PyTorch computes wrongly (gradgradcheck of "
+                "torch._weight_norm fails), so its Hessian would be silently wrong. Write "
+                "the layer's weight as g * v / v.norm(...) in forward instead, or remove it "
+                "with torch.nn.utils.parametrize.remove_parametrizations."
+            )
     return model
 
 
@@ -132,6 +157,10 @@ def model_device(model: nn.Module, device=None) -> torch.device:
 def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str = "model"):
     """Run ``model`` on the first two samples of ``X`` and check its output against ``y``.
 
+    Returns whether ``X`` must be fed as integers: integer ``X`` is cast to the model's
+    floating dtype, unless the model only accepts integers (e.g. token indices for an
+    ``nn.Embedding``), in which case it is passed as ``torch.long``.
+
     The forward pass runs in eval mode (no dropout draw, no BatchNorm update) and every
     submodule's mode is restored. Raises ``ValueError`` when the model cannot process
     ``X`` (wrong input size), does not return ``(n_samples, n_outputs)``, or when ``y``
@@ -144,11 +173,22 @@ def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str
     dtype = ref.dtype if ref is not None else torch.get_default_dtype()
     device = model_device(model)
     head = X[:2] if torch.is_tensor(X) else np.array(X[:2])  # a copy: X may be read-only
-    xb = torch.as_tensor(head).to(device=device, dtype=dtype)
+    head = torch.as_tensor(head)
+    integer = not (head.is_floating_point() or head.is_complex() or head.dtype == torch.bool)
+    errors = (RuntimeError, ValueError, TypeError, IndexError)
+    integer_input = False
     model.eval()
     try:
-        out = model(xb)
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        try:
+            out = model(head.to(device=device, dtype=dtype))
+        except errors as exc:
+            if not integer:
+                raise
+            try:  # integer X for a model that only takes integers (nn.Embedding)
+                out, integer_input = model(head.to(device=device, dtype=torch.long)), True
+            except errors:
+                raise exc from None
+    except errors as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"{name} could not process X with sample shape {tuple(X.shape[1:])} ({msg}); "
@@ -191,25 +231,54 @@ def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str
                 f"loss='mse' needs {n_out} target(s) per sample to match the model's "
                 f"{n_out} outputs, but y has shape {tuple(y.shape)}."
             )
+    return integer_input
+
+
+#: Layers whose output is random in training mode (dropout of every kind, randomized ReLU).
+_RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def _updates_buffers(m: nn.Module) -> bool:
+    """Whether calling ``m`` in training mode updates its buffers: normalization with
+    running statistics, spectral normalization's power iteration (either API)."""
+    if isinstance(m, nn.modules.batchnorm._NormBase):
+        return m.track_running_stats
+    if isinstance(m, _SpectralNorm):  # torch.nn.utils.parametrizations.spectral_norm
+        return True
+    return any(isinstance(h, _SpectralNormHook)  # torch.nn.utils.spectral_norm
+               for h in m._forward_pre_hooks.values())
+
+
+def mode_dependent(module: nn.Module) -> list[str]:
+    """Names of the submodules of ``module`` in training mode whose output is random, or
+    which update their own buffers, when called.
+
+    Dropout of every kind (``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``, ...) and
+    ``nn.RReLU`` draw random numbers; BatchNorm and InstanceNorm with running statistics
+    update them (and BatchNorm normalizes with the batch's statistics); spectral
+    normalization runs a power-iteration step. The curvature of such a call is not one
+    function's curvature. ``""`` names ``module`` itself. A custom layer that behaves
+    differently in training mode is not recognized: call ``model.eval()`` for it.
+    """
+    return [name for name, m in module.named_modules()
+            if m.training and (isinstance(m, _RANDOM_LAYERS) or _updates_buffers(m))]
 
 
 def deterministic(net: nn.Module, original: nn.Module) -> nn.Module:
-    """``net`` with every Dropout/BatchNorm layer in eval mode.
+    """``net`` with every layer listed by :func:`mode_dependent` in eval mode.
 
-    ``torch.func`` transforms can neither draw dropout masks nor update BatchNorm running
-    statistics, and the curvature of a random function is not defined; the engine's
-    ``prepare_model`` has already warned. ``net`` is copied first when it is the caller's
-    ``original`` module, so the caller's modes are never changed.
+    ``torch.func`` transforms can neither draw dropout masks nor update running statistics,
+    and the curvature of a random function is not defined; the engine's ``prepare_model``
+    has already warned. ``net`` is copied first when it is the caller's ``original``
+    module, so the caller's modes and buffers are never changed.
     """
-    stochastic = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
-    layers = [m for m in net.modules() if isinstance(m, stochastic) and m.training]
-    if not layers:
+    names = mode_dependent(net)
+    if not names:
         return net
     if net is original:
         import copy
 
         net = copy.deepcopy(net)
-    for m in net.modules():
-        if isinstance(m, stochastic):
-            m.eval()
+    for name in names:
+        net.get_submodule(name).eval()
     return net

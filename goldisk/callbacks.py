@@ -127,7 +127,8 @@ class CurvatureTracker(Callback):
         epoch = len(net.history)
         if epoch % self.every:
             return
-        table = self.probe._measure(*resolve(net, *self.data_, prepared=True))
+        table = self.probe._measure(*resolve(net, *self.data_, prepared=True,
+                                                    loss=self.probe.loss))
         for key, value in table.drop(columns=["subspace"]).mean(numeric_only=True).items():
             net.history.record(self.prefix + key, float(value))
 

@@ -284,7 +284,7 @@ def _sweep_task_locked(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict
     at_point = copy.deepcopy(net)
     states = []
     for scale in scales:
-        torch.nn.utils.vector_to_parameters(w0 * scale, at_point.parameters())
+        ParamLayout(at_point).assign_(at_point, w0 * scale)
         states.append(model_state(at_point, X, y, loss=cfg["loss"],
                                   batch_size=cfg["batch_size"], dtype=dtype, device=device))
     stats = sweep_statistics(res, cfg["dims"], states)

@@ -233,7 +233,7 @@ CASES = [
          ValueError, r"radius must be a finite number > 0.*radius=1\.0"),
     case("scaler-reference-on-parameterless-module",
          lambda: InitScaler().apply_(nn.Flatten()), ValueError,
-         r"no Linear or Conv layer.*reference='current'"),
+         r"no trainable Linear or Conv layer.*reference='current'"),
     case("projector-build-dim-above-D", lambda: SubspaceProjector(dim=44).build(net()),
          ValueError, r"dim must be an int >= 1 and <= D=43"),
     case("probe-unfitted-net", lambda: CurvatureProbe(dim=2).measure(clf(), X, Y), ValueError,
@@ -255,6 +255,29 @@ CASES = [
         net(), X.astype(np.float16), Y), OK, check=lambda t: np.isfinite(t["trace"]).all()),
     case("probe-X-wrong-shape", lambda: CurvatureProbe(dim=2).measure(net(), X[:, :3], Y),
          ValueError, r"model could not process X with sample shape \(3,\).*in_features"),
+    case("probe-criterion-label-smoothing", lambda: CurvatureProbe(dim=2).measure(
+        fitted().set_params(criterion__label_smoothing=0.3).initialize(), X, Y), ValueError,
+         r"CrossEntropyLoss\(label_smoothing=0.3\) is not the plain mean.*loss='cross_entropy'"),
+    case("probe-criterion-class-weights", lambda: CurvatureProbe(dim=2).measure(
+        clf(criterion__weight=torch.tensor([1.0, 5.0, 0.2])).fit(X, Y), X, Y), ValueError,
+         r"CrossEntropyLoss\(weight=tensor.*not the plain mean cross-entropy"),
+    case("probe-criterion-sum", lambda: CurvatureProbe(dim=2).measure(
+        clf(criterion__reduction="sum").fit(X, Y), X, Y), ValueError,
+         r"reduction='sum'.*pass loss='cross_entropy' to the probe"),
+    case("probe-criterion-override", lambda: CurvatureProbe(dim=2, loss="cross_entropy").measure(
+        clf(criterion__label_smoothing=0.3).fit(X, Y), X, Y), OK,
+         check=lambda t: np.isfinite(t["trace"]).all()),
+    case("hessian-weight-norm", lambda: subspace_hessian(
+        nn.Sequential(torch.nn.utils.parametrizations.weight_norm(nn.Linear(4, 3))), X, Y, None),
+         ValueError, r"uses weight normalization.*g \* v / v.norm"),
+    case("hutchinson-weight-norm-hook", lambda: hutchinson(
+        torch.nn.utils.weight_norm(nn.Linear(4, 3)), X, Y), ValueError,
+         r"uses weight normalization \(in 'Linear'\)"),
+    case("hessian-all-frozen", lambda: subspace_hessian(
+        net().requires_grad_(False), X, Y, None), ValueError,
+         r"every parameter of model \(MLP\) is frozen.*requires_grad_\(True\)"),
+    case("radius-all-frozen", lambda: radius(net().requires_grad_(False)), ValueError,
+         r"no trainable parameter to measure.*requires_grad_\(True\)"),
     case("probe-X-y-lengths", lambda: CurvatureProbe(dim=2).measure(net(), X, Y[:10]),
          ValueError, r"X has 24 samples but y has 10 samples"),
     case("probe-labels-out-of-range", lambda: CurvatureProbe(dim=2).measure(net(), X, Y + 3),
@@ -290,9 +313,9 @@ CASES = [
     case("reference_radius-unknown", lambda: reference_radius(net(), "glorot"), ValueError,
          r"reference must be one of \('xavier'"),
     case("reference_radius-no-layers", lambda: reference_radius(nn.Flatten()), ValueError,
-         r"no Linear or Conv layer.*reference='current'"),
+         r"no trainable Linear or Conv layer.*reference='current'"),
     case("radius-module-without-parameters", lambda: radius(nn.ReLU()), ValueError,
-         r"module has no parameters to measure"),
+         r"module has no parameters to measure; pass a module with at least one trainable"),
     case("rescale-target-negative", lambda: rescale_(net(), -1.0), ValueError,
          r"target radius must be finite and > 0, got -1"),
     case("rescale-target-zero", lambda: rescale_(net(), 0.0), ValueError,

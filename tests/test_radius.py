@@ -29,7 +29,7 @@ def test_reference_radius_closed_form():
     assert sorted(he.values()) == pytest.approx(sorted([math.sqrt(20 * 2), math.sqrt(5 * 2)]))
     with pytest.raises(ValueError, match="reference"):
         reference_radius(net, "glorot-ish")
-    with pytest.raises(ValueError, match="no Linear or Conv"):
+    with pytest.raises(ValueError, match="no trainable Linear or Conv"):
         reference_radius(torch.nn.ReLU())
 
 

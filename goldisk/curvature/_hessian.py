@@ -19,6 +19,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from .._validation import (
     check_model,
     check_outputs,
     deterministic,
+    mode_dependent,
     model_device,
 )
 from ._losses import logit_hessian, per_sample_loss
@@ -66,12 +68,16 @@ class CurvatureResult:
 
 
 def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
-    """A private copy of ``model`` in ``dtype`` on ``device``; warns on stochastic layers."""
-    stochastic = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
-    if model.training and any(isinstance(m, stochastic) for m in model.modules()):
+    """``model`` in ``dtype`` on ``device`` (a copy if needed); warns when it has layers
+    that are random or update buffers in training mode (:func:`mode_dependent`)."""
+    names = mode_dependent(model)
+    if names:
+        shown = ", ".join(repr(n or type(model).__name__) for n in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         warnings.warn(
-            "model is in training mode and has Dropout or BatchNorm layers: its curvature is "
-            "not deterministic (batch statistics / random masks). Call model.eval() first.",
+            f"model has layers in training mode that are random or update their buffers "
+            f"when called ({shown}{more}): they are measured in eval mode, on a private "
+            "copy. Call model.eval() first to silence this warning.",
             UserWarning,
             stacklevel=3,
         )
@@ -94,11 +100,13 @@ def _on(module: nn.Module, dtype, device) -> nn.Module:
     return copy.deepcopy(module).to(device=device, dtype=dtype)
 
 
-def batches(X, y, batch_size: int, dtype, device):
-    """Yield ``(xb, yb)`` tensors on ``device``; floating ``y`` (regression) gets ``dtype``."""
+def batches(X, y, batch_size: int, dtype, device, integer_input: bool = False):
+    """Yield ``(xb, yb)`` tensors on ``device``: ``xb`` in ``dtype`` (``torch.long`` with
+    ``integer_input``, see ``check_outputs``); floating ``y`` (regression) gets ``dtype``."""
     n = len(X)
+    x_dtype = torch.long if integer_input else dtype
     for start in range(0, n, batch_size):
-        xb = torch.as_tensor(X[start : start + batch_size]).to(device=device, dtype=dtype)
+        xb = torch.as_tensor(X[start : start + batch_size]).to(device=device, dtype=x_dtype)
         yb = torch.as_tensor(y[start : start + batch_size]).to(device=device)
         if yb.is_floating_point():
             yb = yb.to(dtype)
@@ -220,14 +228,14 @@ def subspace_hessian(
     X, y = check_data(X, y)
     device = model_device(model, device)
     with TRANSFORMS_LOCK:  # torch.func's transform state is process-global: one at a time
-        check_outputs(model, X, y, loss)
+        feed = partial(batches, integer_input=check_outputs(model, X, y, loss))
         return _subspace_hessian(model, X, y, projection, point, kind, scales, loss,
                                  gauss_newton, batch_size, chunk_size, scale_chunk, method,
-                                 dtype, device)
+                                 dtype, device, feed)
 
 
 def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_newton,
-                      batch_size, chunk_size, scale_chunk, method, dtype, device):
+                      batch_size, chunk_size, scale_chunk, method, dtype, device, feed):
     net = deterministic(prepare_model(model, dtype, device), model)
     layout = ParamLayout(net)
     w0 = (parameter_vector(net) if point is None else torch.as_tensor(point)).to(device, dtype)
@@ -259,11 +267,11 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
         bases = (w0 if s == 1.0 else w0 * s for s in scale_list)  # one point at a time
         Pr = None if projection is None else P
         if chunk_size is None:
-            xb, _ = next(batches(X, y, batch_size, dtype, device))
+            xb, _ = next(feed(X, y, batch_size, dtype, device))
             chunk_size = reverse_chunk(net, layout, w0, xb, d, device,
                                        dense=Pr is None or Pr.kind == "dense")
         H, G, L = reverse_hessian(net, layout, bases, Pr, kind, X, y, loss, gauss_newton,
-                                  batch_size, chunk_size, batches)
+                                  batch_size, chunk_size, feed)
         return _finish(H, G, L, n, scales)
     theta0 = torch.zeros(d, dtype=dtype, device=device)
     eye = torch.eye(d, dtype=dtype, device=device)
@@ -297,7 +305,7 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
         return layout.call(net, params(theta0, base), xb)
 
     chunk, rchunk = chunk_size, scale_chunk
-    for xb, yb in batches(X, y, batch_size, dtype, device):
+    for xb, yb in feed(X, y, batch_size, dtype, device):
         if chunk is None or rchunk is None:
             auto_d, auto_r = _auto_chunk(net, layout, w0, xb, d, R, device)
             chunk = auto_d if chunk is None else chunk

@@ -20,7 +20,7 @@ from .._validation import (
 )
 from ._hessian import batches, prepare_model
 from ._losses import logit_hessian
-from ._reverse import gradient_graph, hessian_block, reverse_chunk
+from ._reverse import batched_flat, gradient_graph, hessian_block, reverse_chunk
 
 __all__ = ["hutchinson"]
 
@@ -55,8 +55,9 @@ def hutchinson(
     batched double backward, which also yields ``J v``), and, when ``gauss_newton``, one
     more vector-Jacobian product for ``G v = J^T A J v``. Standard errors are
     ``std / sqrt(n_probes)`` over probes.
-    Dropout and BatchNorm layers in training mode give a warning and are measured in
-    eval mode (on a private copy; the caller's module is not changed).
+    Layers that are random or update buffers in training mode (dropout, BatchNorm, ...)
+    give a warning and are measured in eval mode (on a private copy; the caller's module
+    is not changed).
 
     Returns
     -------
@@ -81,7 +82,7 @@ def hutchinson(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
     check_model(model)
     X, y = check_data(X, y)
-    check_outputs(model, X, y, loss)
+    integer_input = check_outputs(model, X, y, loss)
     device = model_device(model, device)
     net = deterministic(prepare_model(model, dtype, device), model)
     layout = ParamLayout(net)
@@ -92,7 +93,7 @@ def hutchinson(
     HV = torch.zeros_like(V)
     GV = torch.zeros_like(V) if gauss_newton else None
     with TRANSFORMS_LOCK:  # batched gradients use vmap, whose state is process-global
-        for xb, yb in batches(X, y, batch_size, dtype, device):
+        for xb, yb in batches(X, y, batch_size, dtype, device, integer_input):
             if chunk_size is None:  # probes per block: see reverse_chunk
                 chunk_size = reverse_chunk(net, layout, w0, xb, n_probes, torch.device(device))
             params, z, r, g, _ = gradient_graph(net, layout, w0, xb, yb, loss, n)
@@ -107,7 +108,7 @@ def hutchinson(
                     gv = torch.autograd.grad(z, params, grad_outputs=adz, retain_graph=True,
                                              is_grads_batched=True, allow_unused=True,
                                              materialize_grads=True)
-                    GV[s : s + chunk_size] += torch.cat([t.reshape(len(adz), -1) for t in gv], 1)
+                    GV[s : s + chunk_size] += batched_flat(gv, params, len(adz))
             del params, z, r, g
     out: dict[str, float] = {"n_probes": n_probes}
     parts = [("", HV)] + ([("g_", GV)] if gauss_newton else [])

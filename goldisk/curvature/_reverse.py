@@ -136,8 +136,19 @@ def hessian_block(layout, params, r, g, V, jv=True):
         return HV, torch.stack(Us) if jv else None
     vs = list(layout.unflatten(V).values())
     out = torch.autograd.grad(g, inputs, grad_outputs=vs, is_grads_batched=True, **opts)
-    HV = torch.cat([t.reshape(len(V), -1) for t in out[: len(params)]], dim=1)
+    HV = batched_flat(out[: len(params)], params, len(V))
     return HV, out[-1] if jv else None
+
+
+def batched_flat(grads, params, c: int) -> torch.Tensor:
+    """``(c, D)`` from the per-parameter results of a batched ``autograd.grad`` call.
+
+    With ``materialize_grads=True`` the zero gradient of a parameter the output does not
+    depend on (an unused head, a branch not taken) comes back without the batch dimension;
+    it is broadcast here.
+    """
+    return torch.cat([(t if t.dim() > p.dim() else t.expand(c, *p.shape)).reshape(c, -1)
+                      for t, p in zip(grads, params, strict=True)], dim=1)
 
 
 class _ReverseBatch:

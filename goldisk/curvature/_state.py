@@ -42,8 +42,9 @@ def model_state(
     (mean over samples of ``||d loss_n / d z_n||``, which vanishes when the softmax
     matches the labels or saturates on them) and ``zero_logit_frac`` (fraction of
     (sample, class) logits exactly zero, Vysogorets et al.). ``accuracy``, ``confidence``
-    and ``entropy`` are absent for ``loss="mse"``. Dropout and BatchNorm layers in training mode
-    give a warning and are evaluated in eval mode (the caller's module is not changed).
+    and ``entropy`` are absent for ``loss="mse"``. Layers that are random or update buffers
+    in training mode (dropout, BatchNorm, ...; see ``mode_dependent``) give a warning and
+    are evaluated in eval mode (on a copy: the caller's module is not changed).
 
     Examples
     --------
@@ -54,14 +55,14 @@ def model_state(
     (1.098612, 1.0, 0.333333)
     """
     X, y = check_data(X, y)
-    check_outputs(model, X, y, loss)
+    integer_input = check_outputs(model, X, y, loss)
     device = model_device(model, device)
 
-    # Dropout/BatchNorm in training mode: a warning, then eval mode on a private copy
+    # dropout/BatchNorm/... in training mode: a warning, then eval mode on a private copy
     net = deterministic(prepare_model(model, dtype, device), model)
     totals: dict[str, float] = {}
     n = 0
-    for xb, yb in batches(X, y, batch_size, dtype, device):
+    for xb, yb in batches(X, y, batch_size, dtype, device, integer_input):
         for k, v in logit_statistics(net(xb), yb, loss).items():
             totals[k] = totals.get(k, 0.0) + v
         n += len(xb)

@@ -46,28 +46,48 @@ class _Log(nn.Module):
         return torch.log(self.module(x))
 
 
-def _loss_of_criterion(criterion) -> str | None:
+def _loss_of_criterion(criterion, y) -> str:
+    """``"cross_entropy"`` or ``"mse"`` for a criterion that is exactly goldisk's mean loss;
+    a ``ValueError`` naming the option otherwise (the Hessian would be another loss's)."""
     if isinstance(criterion, nn.CrossEntropyLoss | nn.NLLLoss):
-        return "cross_entropy"
-    if isinstance(criterion, nn.MSELoss):
-        return "mse"
-    return None
+        loss, plain = "cross_entropy", "plain mean cross-entropy"
+        labels = np.asarray(y.cpu() if torch.is_tensor(y) else y)
+        options = {"weight": criterion.weight is not None,
+                   "label_smoothing": getattr(criterion, "label_smoothing", 0.0) != 0.0,
+                   "ignore_index": bool(np.any(labels == criterion.ignore_index))}
+    elif isinstance(criterion, nn.MSELoss):
+        loss, plain, options = "mse", "plain mean squared error", {}
+    else:
+        raise ValueError(
+            f"cannot infer the loss from criterion {criterion!r}; pass loss='cross_entropy' "
+            "or loss='mse' to the probe."
+        )
+    options["reduction"] = criterion.reduction != "mean"
+    changed = [f"{k}={getattr(criterion, k)!r}" for k, on in options.items() if on]
+    if changed:
+        raise ValueError(
+            f"criterion {type(criterion).__name__}({', '.join(changed)}) is not the {plain} "
+            f"that goldisk differentiates exactly, so its curvature is another loss's; pass "
+            f"loss={loss!r} to the probe to measure the {plain} anyway."
+        )
+    return loss
 
 
-def resolve(estimator, X, y, prepared=False):
+def resolve(estimator, X, y, prepared=False, loss="auto"):
     """``(module, X, y, loss)`` as measured: the plain torch module at the estimator's
-    current point, the data it sees, and the loss implied by its criterion (or None).
+    current point, the data it sees, and the loss (``loss`` unless ``"auto"``, else the one
+    implied by the estimator's criterion, or None for a plain module).
     ``prepared=True``: ``(X, y)`` already are what the module sees (e.g. in a callback)."""
     if isinstance(estimator, Pipeline):
-        return resolve(estimator[-1], estimator[:-1].transform(X), y)
+        return resolve(estimator[-1], estimator[:-1].transform(X), y, loss=loss)
     from ._selector import GoldilocksSelector
 
     if isinstance(estimator, GoldilocksSelector):
         check_is_fitted(estimator, "best_estimator_")
-        return resolve(estimator.best_estimator_, X, y)
+        return resolve(estimator.best_estimator_, X, y, loss=loss)
     if isinstance(estimator, nn.Module):
         X, y = check_data(X, y)
-        return estimator, X, y, None
+        return estimator, X, y, None if loss == "auto" else loss
     if hasattr(estimator, "module_") or hasattr(estimator, "initialized_"):  # skorch net
         estimator.check_is_fitted()
         if prepared:
@@ -80,14 +100,11 @@ def resolve(estimator, X, y, prepared=False):
         module = estimator.module_
         if isinstance(module, SubspaceModule):
             module = module.materialize()
-        loss = _loss_of_criterion(getattr(estimator, "criterion_", None))
-        if isinstance(getattr(estimator, "criterion_", None), nn.NLLLoss):
+        criterion = getattr(estimator, "criterion_", None)
+        if loss == "auto":
+            loss = _loss_of_criterion(criterion, y)
+        if isinstance(criterion, nn.NLLLoss):
             module = _Log(module)
-        if loss is None:
-            raise ValueError(
-                f"cannot infer the loss from criterion {estimator.criterion_!r}; "
-                "pass loss='cross_entropy' or loss='mse'."
-            )
         return module, X, y, loss
     raise ValueError(
         "estimator must be a goldisk or skorch net, a Pipeline ending in one, a fitted "
@@ -201,7 +218,7 @@ class CurvatureProbe(BaseEstimator):
 
     def hessians(self, estimator, X, y):
         """``(module, X, y, loss, [(projection, CurvatureResult), ...])`` as measured."""
-        return self._hessians(*resolve(estimator, X, y))
+        return self._hessians(*resolve(estimator, X, y, loss=self.loss))
 
     def _hessians(self, module, X, y, loss):
         if self.loss != "auto":
@@ -225,7 +242,7 @@ class CurvatureProbe(BaseEstimator):
             idx = np.sort(rng.choice(len(X), self.max_samples, replace=False))
             X, y = X[idx], y[idx]
         projections = self.make_projections(ParamLayout(module).D)
-        was_training = module.training
+        modes = [(m, m.training) for m in module.modules()]
         module.eval()
         try:
             with TRANSFORMS_LOCK:  # torch's forward-mode AD is not thread-safe
@@ -234,8 +251,9 @@ class CurvatureProbe(BaseEstimator):
                     gauss_newton=self.gauss_newton, batch_size=self.batch_size,
                     dtype=_DTYPES[self.dtype]))
                     for P in projections]
-        finally:
-            module.train(was_training)
+        finally:  # each submodule's own mode (e.g. a frozen BatchNorm in a training net)
+            for m, mode in modes:
+                m.training = mode
         return module, X, y, loss, results
 
     def measure(self, estimator, X, y) -> pd.DataFrame:
@@ -261,7 +279,7 @@ class CurvatureProbe(BaseEstimator):
             ``accuracy``, ``confidence``, ``entropy``, ``logit_grad_norm``,
             ``zero_logit_frac`` (classification only for the middle four).
         """
-        return self._measure(*resolve(estimator, X, y))
+        return self._measure(*resolve(estimator, X, y, loss=self.loss))
 
     def _measure(self, module, X, y, loss) -> pd.DataFrame:
         module, X, y, loss, results = self._hessians(module, X, y, loss)

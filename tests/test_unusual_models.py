@@ -1,0 +1,286 @@
+"""Unusual but legitimate models against hand-built float64 references: tied weights,
+parameters that do not reach the output, frozen parameters, integer inputs (embeddings),
+weight tensors with other names, and the probe's treatment of submodule modes.
+
+Each reference builds the flat vector of the trainable parameters by hand (no goldisk
+code) and differentiates ``F.cross_entropy(functional_call(net, ...), y)`` with
+``torch.autograd.functional``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+import goldisk.curvature._reverse as reverse
+from goldisk import (
+    CurvatureProbe,
+    SubspaceModule,
+    hutchinson,
+    model_state,
+    radius,
+    reference_radius,
+    rescale_,
+    subspace_hessian,
+)
+from goldisk._rng import torch_generator
+from goldisk.projections import make_projection
+
+F64 = torch.float64
+
+
+def flat_problem(net, X, y):
+    """``(f, w0, unflatten)`` over the parameters with ``requires_grad``, each once."""
+    seen, names = set(), []
+    for name, p in net.named_parameters(remove_duplicate=False):
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            names.append(name)
+    params = dict(net.named_parameters(remove_duplicate=False))
+    shapes = [params[n].shape for n in names]
+
+    def unflatten(w):
+        out, i = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            k = math.prod(s)
+            out[n] = w[i : i + k].reshape(s)
+            i += k
+        return out
+
+    def f(w):  # functional_call ties weights: one name moves every place of a shared tensor
+        return F.cross_entropy(functional_call(net, unflatten(w), (X,)), y)
+
+    w0 = torch.cat([params[n].detach().reshape(-1) for n in names])
+    return f, w0, unflatten
+
+
+def gauss_newton(net, X, y, w0, unflatten):
+    J = torch.autograd.functional.jacobian(
+        lambda w: functional_call(net, unflatten(w), (X,)), w0)  # (N, C, D)
+    p = torch.softmax(functional_call(net, unflatten(w0), (X,)), dim=1)
+    A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    return torch.einsum("ncd,nce,nef->df", J, A, J) / len(X)
+
+
+def data(n=30, d=6, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=F64), torch.randint(0, classes, (n,), generator=g)
+
+
+class Tied(nn.Module):
+    """``l2`` reuses ``l1``'s weight (one Parameter in two layers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1, self.l2, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+        self.l2.weight = self.l1.weight
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.l2(torch.tanh(self.l1(x)))))
+
+
+class TwoNames(nn.Module):
+    """One Parameter registered under two names of the same module."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(6, 3) * 0.5)
+        self.register_parameter("b", self.a)
+        self.c = nn.Parameter(torch.randn(3) * 0.1)
+
+    def forward(self, x):
+        return torch.tanh(x @ self.a) @ torch.eye(3, dtype=x.dtype) + x @ self.b + self.c
+
+
+class Unused(nn.Module):
+    """An ``aux`` head that ``forward`` never calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.o, self.aux = nn.Linear(6, 5), nn.Linear(5, 3), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.o(torch.tanh(self.a(x)))
+
+
+@pytest.mark.parametrize("make", [Tied, TwoNames], ids=["tied-layers", "two-names"])
+def test_subspace_module_moves_a_shared_weight_everywhere(make):
+    torch.manual_seed(0)
+    net = make().double()
+    X, y = data()
+    f, w0, unflatten = flat_problem(net, X, y)
+    P = make_projection("dense", w0.numel(), 4, random_state=0)
+    M = P.to_dense()
+    sub = SubspaceModule(net, P)
+    theta = torch.randn(4, generator=torch.Generator().manual_seed(1), dtype=F64)
+    with torch.no_grad():
+        sub.theta.copy_(theta)
+    w = w0 + M @ theta
+    torch.testing.assert_close(sub(X), functional_call(net, unflatten(w), (X,)),
+                               rtol=1e-13, atol=1e-13)
+    (g_theta,) = torch.autograd.grad(F.cross_entropy(sub(X), y), sub.theta)
+    g_w = torch.autograd.functional.jacobian(f, w)
+    torch.testing.assert_close(g_theta, M.T @ g_w, rtol=1e-12, atol=1e-13)
+    # the Hessian of the function SubspaceModule trains is the one the engine measures
+    H_sub = torch.autograd.functional.hessian(
+        lambda t: F.cross_entropy(functional_call(sub, {"theta": t}, (X,)), y),
+        torch.zeros(4, dtype=F64))
+    H_ref = M.T @ torch.autograd.functional.hessian(f, w0) @ M
+    torch.testing.assert_close(H_sub, H_ref, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(subspace_hessian(net, X, y, P).H, H_ref, rtol=1e-10, atol=1e-13)
+    m = sub.materialize()
+    if make is Tied:
+        assert m.l2.weight is m.l1.weight
+    else:
+        assert m.b is m.a
+    torch.testing.assert_close(m(X), sub(X), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loop_max", [2**62, 0], ids=["looped", "batched"])
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_a_parameter_that_does_not_reach_the_output_has_zero_curvature(monkeypatch, loop_max,
+                                                                         method):
+    # the batched double backward (GPU path, LOOP_MAX = 0) returns the zero gradient of
+    # an unused parameter without its batch dimension
+    monkeypatch.setattr(reverse, "LOOP_MAX", loop_max)
+    torch.manual_seed(0)
+    net = Unused().double()
+    X, y = data()
+    f, w0, unflatten = flat_problem(net, X, y)
+    H = torch.autograd.functional.hessian(f, w0)
+    G = gauss_newton(net, X, y, w0, unflatten)
+    aux = slice(w0.numel() - 12, w0.numel())  # aux.weight (2 x 5) and aux.bias (2)
+    assert H[aux].abs().max() == 0 and H[:, aux].abs().max() == 0
+    res = subspace_hessian(net, X, y, None, method=method, batch_size=11)
+    torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(res.G, G, rtol=1e-10, atol=1e-13)
+    P = make_projection("sparse", w0.numel(), 5, random_state=2)
+    M = P.to_dense()
+    sub = subspace_hessian(net, X, y, P, method=method, batch_size=11)
+    torch.testing.assert_close(sub.H, M.T @ H @ M, rtol=1e-10, atol=1e-13)
+    if method == "reverse":  # hutchinson is reverse-only: the probe means of the exact H, G
+        est = hutchinson(net, X, y, n_probes=6, random_state=3, batch_size=11, chunk_size=4)
+        V = torch.randint(0, 2, (6, w0.numel()), generator=torch_generator(3)).double() * 2 - 1
+        for prefix, A in (("", H), ("g_", G)):
+            assert est[prefix + "trace"] == pytest.approx(float((V * (V @ A)).sum(-1).mean()),
+                                                          rel=1e-9)
+
+
+def _frozen_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    net[0].weight.requires_grad_(False)
+    return net
+
+
+def test_frozen_parameters_are_constants_of_the_measured_function():
+    net = _frozen_net()
+    X, y = data()
+    f, w0, unflatten = flat_problem(net, X, y)  # 0.bias, 2.weight, 2.bias: 5 + 15 + 3
+    assert w0.numel() == 23
+    H = torch.autograd.functional.hessian(f, w0)
+    for method in ("reverse", "forward"):
+        res = subspace_hessian(net, X, y, None, method=method)
+        torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(res.G, gauss_newton(net, X, y, w0, unflatten),
+                                   rtol=1e-10, atol=1e-13)
+    est = hutchinson(net, X, y, n_probes=5, random_state=0)
+    V = torch.randint(0, 2, (5, 23), generator=torch_generator(0)).double() * 2 - 1
+    assert est["trace"] == pytest.approx(float((V * (V @ H)).sum(-1).mean()), rel=1e-9)
+    # radius, rescaling and the reference radius are over the same trainable vector
+    assert radius(net) == pytest.approx(float(w0.norm()), rel=1e-14)
+    frozen = net[0].weight.detach().clone()
+    rescale_(net, 3.0)
+    assert radius(net) == pytest.approx(3.0, rel=1e-12) and torch.equal(net[0].weight, frozen)
+    assert reference_radius(net, "xavier") == pytest.approx(math.sqrt(15 * 2 / 8), rel=1e-14)
+
+
+def test_subspace_module_keeps_frozen_parameters_fixed_and_frozen():
+    net = _frozen_net()
+    X, y = data()
+    f, w0, unflatten = flat_problem(net, X, y)
+    P = make_projection("dense", 23, 3, random_state=0)
+    sub = SubspaceModule(net, P)
+    assert [n for n, _ in sub.named_parameters()] == ["theta"]
+    with torch.no_grad():
+        sub.theta.fill_(0.7)
+    w = w0 + P.to_dense() @ sub.theta.detach()
+    torch.testing.assert_close(sub(X), functional_call(net, unflatten(w), (X,)),
+                               rtol=1e-13, atol=1e-13)
+    m = sub.materialize()
+    assert not m[0].weight.requires_grad and torch.equal(m[0].weight, net[0].weight)
+    assert m[0].bias.requires_grad and [n for n, _ in m.named_parameters()] == [
+        n for n, _ in net.named_parameters()]
+    torch.testing.assert_close(m(X), sub(X), rtol=0, atol=0)
+
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.out = nn.Embedding(10, 4), nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.emb(x).flatten(1)))
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_integer_inputs_reach_an_embedding_as_indices(method):
+    torch.manual_seed(0)
+    net = Tokens().double()
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randint(0, 10, (30, 3), generator=g), torch.randint(0, 3, (30,), generator=g)
+    f, w0, unflatten = flat_problem(net, X, y)
+    H = torch.autograd.functional.hessian(f, w0)
+    res = subspace_hessian(net, X.numpy().astype("int32"), y, None, method=method, batch_size=7)
+    torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)
+    with torch.no_grad():
+        loss = float(F.cross_entropy(net(X), y))
+    assert model_state(net, X, y)["loss"] == pytest.approx(loss, rel=1e-13)
+    # integer X for a model taking floats is still cast (as before)
+    mlp = nn.Sequential(nn.Linear(3, 3)).double()
+    f2, w2, _ = flat_problem(mlp, X.double(), y)
+    torch.testing.assert_close(subspace_hessian(mlp, X, y, None).H,
+                               torch.autograd.functional.hessian(f2, w2), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.MultiheadAttention(8, 2), lambda: nn.LSTM(4, 6)],
+                         ids=["attention", "lstm"])
+def test_weights_only_selects_every_tensor_of_two_or_more_dimensions(make):
+    torch.manual_seed(0)
+    m = make().double()
+    weights = [p for p in m.parameters() if p.dim() > 1]
+    others = [p.detach().clone() for p in m.parameters() if p.dim() <= 1]
+    assert radius(m, weights_only=True) == pytest.approx(
+        math.sqrt(sum(float(p.pow(2).sum()) for p in weights)), rel=1e-14)
+    rescale_(m, 2.0, weights_only=True)
+    assert radius(m, weights_only=True) == pytest.approx(2.0, rel=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(
+        others, [p for p in m.parameters() if p.dim() <= 1], strict=True))
+
+
+def test_a_shared_weight_counts_once_in_reference_radius_and_per_layer_rescaling():
+    torch.manual_seed(0)
+    net = Tied().double()
+    # l1 (= l2's weight, 6 x 6) once, out 3 x 6; Xavier sigma^2 = 2 / (fan_in + fan_out)
+    assert reference_radius(net, "xavier") == pytest.approx(
+        math.sqrt(36 * 2 / 12 + 18 * 2 / 9), rel=1e-14)
+    rescale_(net, 5.0, mode="per_layer")
+    layer = math.sqrt(float(net.l1.weight.pow(2).sum() + net.l1.bias.pow(2).sum()))
+    # target * r_ref(l1) / r_ref(net) with r_ref(l1)^2 = 6, r_ref(out)^2 = 4
+    assert layer == pytest.approx(5.0 * math.sqrt(6 / 10), rel=1e-12)
+
+
+def test_probe_restores_each_submodules_own_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)).double()
+    net.train()
+    net[1].eval()  # a frozen BatchNorm in a training network
+    X, y = data()
+    table = CurvatureProbe(dim=3, n_subspaces=1, random_state=0).measure(net, X, y)
+    assert len(table) == 1
+    assert [m.training for m in net.modules()] == [True, True, False, True, True]
