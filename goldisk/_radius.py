@@ -116,8 +116,11 @@ def reference_radius(module: nn.Module, reference: str = "xavier") -> float:
     Parameters
     ----------
     module : torch.nn.Module
-        Linear and Conv layers are counted; other parameters (e.g. BatchNorm scales)
-        are not part of the reference.
+        Linear and Conv layers are counted with the scheme's variance; the scales of
+        BatchNorm, InstanceNorm, LayerNorm and GroupNorm layers count at their initial
+        value 1 (so a freshly built network with normalization sits at its reference
+        radius, and ``InitScaler(radius=1.0)`` leaves both weights and scales where a
+        standard initialization puts them); their shifts and other parameters start at 0.
     reference : {"xavier", "he", "lecun", "default"}
         Xavier/Glorot: ``sigma^2 = 2/(fan_in+fan_out)``; He/Kaiming: ``2/fan_in``;
         LeCun: ``1/fan_in``; PyTorch's default ``U(+-1/sqrt(fan_in))`` with biases.
@@ -130,7 +133,22 @@ def reference_radius(module: nn.Module, reference: str = "xavier") -> float:
     18.378
     """
     radii = layer_reference_radii(module, reference)
-    return math.sqrt(sum(r * r for r in radii.values()))
+    return math.sqrt(sum(r * r for r in radii.values()) + _norm_scales(module))
+
+
+#: Normalization layers whose affine scale starts at 1 (and shift at 0) in every scheme.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _norm_scales(module: nn.Module) -> int:
+    """Squared radius of the normalization scales at their initial value 1: their count."""
+    seen, total = set(), 0
+    for m in module.modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, _NORMS) and w is not None and not _frozen(w) and id(w) not in seen:
+            seen.add(id(w))
+            total += w.numel()
+    return total
 
 
 @torch.no_grad()

@@ -18,7 +18,8 @@ from torch.nn.utils.parametrizations import _SpectralNorm, _WeightNorm
 from torch.nn.utils.spectral_norm import SpectralNorm as _SpectralNormHook
 from torch.nn.utils.weight_norm import WeightNorm as _WeightNormHook
 
-__all__ = ["check_data", "check_model", "check_outputs", "model_device", "deterministic",
+__all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_device",
+           "deterministic",
            "mode_dependent", "TRANSFORMS_LOCK"]
 
 #: Serializes goldisk's ``torch.func`` work (``jvp`` over ``grad``, ``vmap``) between
@@ -143,11 +144,35 @@ def check_model(model, name: str = "model") -> nn.Module:
     return model
 
 
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that holds data and is usable on this machine, or a
+    ``ValueError`` naming ``name`` (a CUDA device without CUDA, ``meta``, an unknown
+    string, a CUDA index that does not exist)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:0'; "
+                         f"got {device!r}.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r} asked for but no CUDA device is available; "
+                         "use 'cpu'.")
+    if dev.type == "meta":
+        raise ValueError(f"{name}='meta' holds no data (shapes only); use 'cpu' or 'cuda'.")
+    try:  # e.g. mps on a machine without it, or a CUDA index that does not exist
+        torch.zeros(1, device=dev) + 1
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first if len(first) <= 100 else first[:97] + "..."
+        raise ValueError(f"{name}={device!r} cannot be used here ({first}); use 'cpu' or "
+                         "'cuda'.") from None
+    return dev
+
+
 def model_device(model: nn.Module, device=None) -> torch.device:
-    """``device`` if given, else the device of the model's first parameter or buffer
-    (CPU for a module with neither)."""
+    """``device`` if given (checked by :func:`check_device`), else the device of the
+    model's first parameter or buffer (CPU for a module with neither)."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device("cpu")

@@ -190,6 +190,34 @@ CASES = [
         nn.Flatten, max_epochs=1).fit(X, Y), ValueError, r"module Flatten has no parameters"),
     case("clf-dtype-float16", lambda: clf(dtype="float16").fit(X, Y), ValueError,
          r"dtype must be one of \['float32', 'float64'\]"),
+    case("clf-dtype-torch", lambda: clf(dtype=torch.float64).fit(X, Y), OK,
+         check=lambda n: n.module_.net[0].weight.dtype == torch.float64),
+    case("clf-device-unknown", lambda: clf(device="banana").fit(X, Y), ValueError,
+         r"device must be a torch device such as 'cpu'"),
+    case("clf-device-meta", lambda: clf(device="meta").fit(X, Y), ValueError,
+         r"device='meta' holds no data"),
+    case("engine-device-unknown", lambda: model_state(net(), X, Y, device="gpu0"), ValueError,
+         r"device must be a torch device"),
+    case("clf-partial_fit-classes-twice", lambda: clf(classes=[0, 1, 2]).partial_fit(
+        X, Y, classes=[0, 1, 2]), ValueError, r"classes was given both to the constructor"),
+    case("reg-partial_fit-classes", lambda: reg().partial_fit(X, Y.astype(float), classes=[0]),
+         ValueError, r"classes is for classifiers"),
+    case("clf-max_epochs-negative", lambda: clf(max_epochs=-1).fit(X, Y), ValueError,
+         r"max_epochs must be an int >= 0 \(0: initialize only\), got -1"),
+    case("clf-metric-wrong-length", lambda: clf(subspace=SubspaceProjector(
+        dim=2, metric=np.ones(5))).fit(X, Y), ValueError,
+         r"subspace__metric must be.*array of length D=43.*got shape \(5,\)"),
+    case("clf-smallcnn-flat-digits", lambda: GoldilocksClassifier(
+        SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 64), np.float32),
+                                                    np.arange(6) % 2), OK,
+         check=lambda n: n.module_.image_size == 8),
+    case("clf-smallcnn-in_features", lambda: GoldilocksClassifier(
+        SmallCNN, module__in_features=64, max_epochs=0).fit(np.zeros((6, 64), np.float32),
+                                                          np.arange(6) % 2), ValueError,
+         r"Pass exactly the arguments it takes \(in_channels, out_features, image_size"),
+    case("clf-instance-with-module-params", lambda: GoldilocksClassifier(
+        MLP(4, (5,), 3), module__hidden=(4,), max_epochs=1).fit(X, Y),
+         ValueError, r"module is an instance.*pass the class \(module=MLP\)"),
     case("clf-random_state-negative", lambda: clf(random_state=-1).fit(X, Y), ValueError,
          r"random_state must be a non-negative int.*e\.g\. 0"),
     case("clf-radius-negative", lambda: clf(init_scaler=InitScaler(radius=-1)).fit(X, Y),
@@ -303,6 +331,9 @@ CASES = [
         net(), X, Y), ValueError, r"loss must be one of \['auto', 'cross_entropy', 'mse'\]"),
     case("selector-criterion-unknown", lambda: GoldilocksSelector(
         clf(), criterion="top5").fit(X, Y), ValueError, r"criterion must be a callable or one"),
+    case("selector-regressor-accuracy", lambda: GoldilocksSelector(
+        reg(), n_candidates=2, criterion="accuracy", probe=CurvatureProbe(dim=2)).fit(
+        X, Y.astype(float)), ValueError, r"criterion='accuracy' is not measured.*regression"),
     case("selector-n_candidates-zero", lambda: GoldilocksSelector(
         clf(), n_candidates=0).fit(X, Y), ValueError, r"n_candidates must be an int >= 1"),
     case("selector-probe-not-a-probe", lambda: GoldilocksSelector(clf(), probe="x").fit(X, Y),
@@ -491,9 +522,9 @@ CASES = [
          2, r"--scheduler 127\.0\.0\.1:1: nothing accepts connections.*head node"),
     case("cli-device-unknown", Cli(["--device", "banana"]), 2, "--device"),
     case("cli-device-cuda-missing", Cli(["--device", "cuda:0"]), 2, "--device"),
-    case("cli-device-meta", Cli(["--device", "meta"]), 2, r"--device meta holds no data"),
+    case("cli-device-meta", Cli(["--device", "meta"]), 2, r"--device='meta' holds no data"),
     case("cli-device-mps-missing", Cli(["--device", "mps"]), 2,
-         r"--device mps cannot be used here \(.{1,100}\); use cpu or cuda"),
+         r"--device='mps' cannot be used here \(.{1,100}\); use 'cpu' or 'cuda'"),
     case("cli-projection-unknown", Cli(["--projection", "gaussian"]), 2, "--projection"),
     case("cli-kind-unknown", Cli(["--kind", "ball"]), 2, "--kind"),
     case("cli-reference-unknown", Cli(["--reference", "glorot"]), 2, "--reference"),

@@ -255,3 +255,17 @@ def test_skorch_validation_split_scores_the_held_out_fold(digits):
                                train_split=ValidSplit(5)).fit(X, y)
     _, held_out = next(KFold(5).split(X, y))
     assert net.history[-1, "valid_acc"] == pytest.approx(net.score(X[held_out], y[held_out]))
+
+
+def test_partial_fit_classes_fixes_the_label_set_on_the_first_call(digits):
+    X, y = digits
+    first = y < 5
+    net = net_(max_epochs=1).partial_fit(X[first], y[first], classes=np.arange(10))
+    np.testing.assert_array_equal(net.classes_, np.arange(10))
+    assert net.module_.net[-1].out_features == 10
+    w = net.module_.net[-1].weight.detach().clone()
+    net.partial_fit(X[~first], y[~first])  # labels 5..9: known, training goes on
+    assert len(net.history) == 2 and not torch.equal(w, net.module_.net[-1].weight)
+    # the same as passing classes to the constructor
+    ref = net_(max_epochs=1, classes=np.arange(10)).partial_fit(X[first], y[first])
+    torch.testing.assert_close(ref.module_.net[-1].weight, w, rtol=0, atol=0)

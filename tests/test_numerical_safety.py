@@ -192,8 +192,26 @@ MODE_LAYERS = {
 def _stochastic_net(layer):
     torch.manual_seed(0)
     layer = MODE_LAYERS[layer]()
-    return nn.Sequential(nn.Linear(64, 8), nn.Unflatten(1, (2, 4)), layer, nn.Flatten(),
-                         nn.ReLU(), nn.Linear(8, 10)).double()
+    net = nn.Sequential(nn.Linear(64, 8), nn.Unflatten(1, (2, 4)), layer, nn.Flatten(),
+                        nn.ReLU(), nn.Linear(8, 10)).double()
+    with torch.no_grad():  # running statistics that have seen data (no "fresh" warning)
+        net(torch.randn(16, 64, dtype=torch.float64))
+    return net
+
+
+def test_warning_for_normalization_that_never_ran_in_training_mode(digits):
+    X, y = digits
+    net = nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10))
+    net.eval()
+    with pytest.warns(UserWarning, match=r"'1' have never run in training mode.*still 0 and 1"):
+        model_state(net, X, y)
+    net.train()
+    with torch.no_grad():
+        net(torch.as_tensor(X[:20]))
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model_state(net, X, y)
 
 
 @pytest.mark.parametrize("layer", list(MODE_LAYERS))

@@ -294,3 +294,21 @@ def test_cross_validate_in_two_processes(digits):
                             scoring={"acc": "accuracy", "curv": probe}, error_score="raise")
     np.testing.assert_allclose(cv["test_curv"], serial["test_curv"], rtol=1e-6)
     np.testing.assert_array_equal(cv["test_acc"], serial["test_acc"])
+
+
+def test_selector_score_std_is_the_spread_over_the_probes_subspaces(digits):
+    X, y = digits
+    probe = CurvatureProbe(dim=4, n_subspaces=3, random_state=1)
+    sel = GoldilocksSelector(small_net(), n_candidates=2, probe=probe, random_state=0,
+                             refit=False).fit(X, y)
+    for _, row in sel.candidates_.iterrows():
+        cand = clone(small_net()).set_params(random_state=int(row["seed"]), max_epochs=0)
+        table = probe.measure(cand.fit(X, y), X, y)
+        assert row["score"] == pytest.approx(table["trace_ratio"].mean(), rel=1e-12)
+        assert row["score_std"] == pytest.approx(np.std(table["trace_ratio"], ddof=1),
+                                                 rel=1e-12)
+    # refit=False ranks only: nothing to predict with, as GridSearchCV(refit=False)
+    assert not hasattr(sel, "predict") and not hasattr(sel, "score")
+    with pytest.raises(AttributeError, match="refit=False"):
+        sel.classes_
+    assert sel.n_features_in_ == X.shape[1]

@@ -284,3 +284,18 @@ def test_probe_restores_each_submodules_own_mode():
     table = CurvatureProbe(dim=3, n_subspaces=1, random_state=0).measure(net, X, y)
     assert len(table) == 1
     assert [m.training for m in net.modules()] == [True, True, False, True, True]
+
+
+def test_reference_radius_counts_normalization_scales_at_one():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 36, 10), nn.LayerNorm(10), nn.GroupNorm(2, 10),
+                        nn.Linear(10, 3))
+    # He: 2 / fan_in; conv fan_in = 9, linear 144 and 10; scales 4 + 10 + 10 at value 1
+    expected = math.sqrt(36 * 2 / 9 + 1440 * 2 / 144 + 30 * 2 / 10 + 4 + 10 + 10)
+    assert reference_radius(net, "he") == pytest.approx(expected, rel=1e-14)
+    # a fresh network at the default init has every scale at 1: its scale block is exact
+    scales = sum(float(m.weight.pow(2).sum()) for m in (net[1], net[5], net[6]))
+    assert scales == 24.0
+    net[1].weight.requires_grad_(False)  # frozen: not part of w, not of the reference
+    assert reference_radius(net, "he") == pytest.approx(math.sqrt(expected**2 - 4), rel=1e-14)

@@ -70,24 +70,12 @@ def _one_line_errors(parser) -> None:
 
 def check_device(name: str) -> None:
     """``--device`` must name a torch device that holds data and is usable here."""
-    import torch
+    from .._validation import check_device as check
 
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise CLIError(f"--device must be a torch device such as cpu, cuda or cuda:0; "
-                       f"got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name} asked for but no CUDA device is available")
-    if device.type == "meta":
-        raise CLIError("--device meta holds no data (shapes only); use cpu or cuda")
-    try:  # e.g. mps on a machine without it, or a CUDA index that does not exist
-        torch.zeros(1, device=device) + 1
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = first if len(first) <= 100 else first[:97] + "..."
-        raise CLIError(f"--device {name} cannot be used here ({first}); use cpu or "
-                       "cuda") from None
+        check(name, "--device")
+    except ValueError as exc:
+        raise CLIError(str(exc).rstrip(".")) from None
 
 
 def check_common_arguments(args) -> None:

@@ -81,6 +81,20 @@ def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
             UserWarning,
             stacklevel=3,
         )
+    fresh = [name for name, m in model.named_modules()
+             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
+             and bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())]
+    if fresh:
+        warnings.warn(
+            f"normalization layers {', '.join(map(repr, fresh[:3]))}"
+            f"{' and more' if len(fresh) > 3 else ''} have never run in training mode: their "
+            "running statistics are still 0 and 1, so in eval mode they normalize "
+            "nothing and the curvature is that of the network without normalization. Fit "
+            "the model (or run it on data in training mode) first to measure the normalized "
+            "network.",
+            UserWarning,
+            stacklevel=3,
+        )
     return _on(model, dtype, device)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
@@ -32,6 +33,18 @@ def _check_choice(value, choices, name: str) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
     return value
+
+
+#: The estimators' ``dtype`` values; ``torch.float32``/``torch.float64`` are accepted too.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_dtype(value, name: str = "dtype") -> str:
+    """``"float32"`` or ``"float64"`` from that string or the torch dtype."""
+    for key, dt in DTYPES.items():
+        if value is dt:
+            return key
+    return _check_choice(value, tuple(DTYPES), name)
 
 
 class InitScaler(BaseEstimator):

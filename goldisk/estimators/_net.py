@@ -8,6 +8,7 @@ import contextlib
 import copy
 import inspect
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -18,12 +19,12 @@ from torch import nn
 from .._flat import ParamLayout
 from .._rng import check_random_state, torch_generator
 from .._subspace import SubspaceModule
-from ._init_scaler import InitScaler, _check_choice
+from .._validation import check_device
+from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._subspace_projector import SubspaceProjector
 
 __all__ = ["_GoldilocksNet"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
 _SEED_HIGH = 2**62
 
@@ -90,7 +91,12 @@ class _GoldilocksNet:
         return self
 
     def _check_goldisk_params(self) -> None:
-        _check_choice(self.dtype, tuple(_DTYPES), "dtype")
+        e = self.max_epochs
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0:
+            raise ValueError(f"max_epochs must be an int >= 0 (0: initialize only), got {e!r}.")
+        check_dtype(self.dtype)
+        if self.device is not None:
+            check_device(self.device)
         for name, cls in _NESTED.items():
             obj = getattr(self, name)
             if obj is not None and not isinstance(obj, cls):
@@ -133,7 +139,41 @@ class _GoldilocksNet:
         for name, value in inferred.items():
             if name in names and name not in kwargs and value is not None:
                 kwargs[name] = value
+        in_features = inferred["in_features"]
+        if {"in_channels", "image_size"} <= set(names) and "in_features" not in names \
+                and in_features is not None:  # goldisk's CNNs: (C, S) from C * S * S
+            from ..models import _IMAGE_SHAPES
+
+            c, s = _IMAGE_SHAPES.get(in_features, (None, None))
+            c, s = kwargs.get("in_channels", c), kwargs.get("image_size", s)
+            if c is None and s is not None and in_features % (s * s) == 0:
+                c = in_features // (s * s)
+            if s is None and c is not None and math.isqrt(in_features // c) ** 2 * c \
+                    == in_features:
+                s = math.isqrt(in_features // c)
+            if c is not None and s is not None:
+                kwargs.setdefault("in_channels", c)
+                kwargs.setdefault("image_size", s)
         return kwargs
+
+    def _module_accepts(self, name: str) -> bool:
+        """Whether the module class (or an instance's class) takes ``name``."""
+        cls = type(self.module) if isinstance(self.module, nn.Module) else self.module
+        try:
+            return name in inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def _input_hint(self) -> str:
+        """How to make the module's input size match ``X``, for this module."""
+        if self._module_accepts("in_features"):
+            return (f"pass module__in_features={self.in_features_} or a module whose input "
+                    "size matches X.shape[1:]")
+        if self._module_accepts("image_size"):
+            return ("pass module__in_channels and module__image_size with in_channels * "
+                    f"image_size**2 = {self.in_features_}, or reshape X")
+        return ("give X the shape the module expects (e.g. X.reshape(-1, 1, 8, 8) for a "
+                "convolutional module) or change the module's input size")
 
     def _check_module_kwargs(self) -> None:
         given = self.get_params_for("module")
@@ -143,7 +183,8 @@ class _GoldilocksNet:
                 raise ValueError(
                     f"module__{name}={given[name]} but {what} {value} "
                     f"{'features' if name == 'in_features' else 'outputs'}; remove "
-                    f"module__{name} to infer it from the data{self._classes_hint()}."
+                    f"module__{name} to infer it from the data"
+                    f"{self._classes_hint() if name == 'out_features' else ''}."
                 )
 
     def _classes_hint(self) -> str:
@@ -161,10 +202,21 @@ class _GoldilocksNet:
             try:
                 module = self.initialized_instance(self.module, kwargs)
             except TypeError as exc:
+                if isinstance(self.module, nn.Module):
+                    fix = ("module is an instance, so module__* parameters rebuild it from "
+                           "its class with only those arguments: pass the class "
+                           f"(module={type(self.module).__name__}) with every argument as "
+                           "module__<name>=..., or drop the module__* parameters")
+                else:
+                    try:
+                        takes = ", ".join(inspect.signature(self.module).parameters)
+                    except (TypeError, ValueError):
+                        takes = "?"
+                    fix = (f"Pass exactly the arguments it takes ({takes}) as "
+                           "module__<name>=...; in_features and out_features are inferred "
+                           "from the data when the class takes them")
                 raise ValueError(
-                    f"could not build module={self.module!r} with {kwargs}: {exc}. Pass the "
-                    "missing arguments as module__<name>=..., or call fit so that "
-                    "in_features/out_features are inferred from the data."
+                    f"could not build module={self.module!r} with {kwargs}: {exc}. {fix}."
                 ) from exc
         if module is self.module:
             module = copy.deepcopy(module)  # never modify the caller's module
@@ -175,7 +227,8 @@ class _GoldilocksNet:
             )
         if self.init_scaler is not None:
             module = self.init_scaler.apply_(module, generator=torch_generator(seeds["init"]))
-        module = module.to(_DTYPES[self.dtype])  # after the draws: same init for any dtype
+        # after the draws: the same init for any dtype
+        module = module.to(DTYPES[check_dtype(self.dtype)])
         if self.subspace is not None:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
             module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
@@ -196,7 +249,7 @@ class _GoldilocksNet:
 
     # ------------------------------------------------------------------ data
     def _validate_X(self, X, y="no_validation", reset=False, **kw):
-        kw.update(reset=reset, dtype=np.dtype(self.dtype), allow_nd=True)
+        kw.update(reset=reset, dtype=np.dtype(check_dtype(self.dtype)), allow_nd=True)
         try:
             if isinstance(y, str):  # predict: X only
                 X, y = validate_data(self, X, **kw), None
@@ -206,7 +259,8 @@ class _GoldilocksNet:
             if "infinity" not in str(exc):
                 raise
             hint = (" Values beyond 3.4e38 overflow dtype='float32': pass dtype='float64' or "
-                    "scale X (e.g. StandardScaler).") if self.dtype == "float32" else ""
+                    "scale X (e.g. StandardScaler).")
+            hint = hint if check_dtype(self.dtype) == "float32" else ""
             raise ValueError(f"{exc} Remove or clip the infinite values of X.{hint}") from None
         if not X.flags.writeable:  # torch warns on read-only arrays (e.g. memmaps)
             X = X.copy()
@@ -238,10 +292,11 @@ class _GoldilocksNet:
 
     def get_dataset(self, X, y=None):
         """skorch's dataset, with arrays and tensors cast to ``dtype`` first."""
-        if isinstance(X, np.ndarray) and X.dtype != np.dtype(self.dtype):
-            X = X.astype(self.dtype)
-        elif torch.is_tensor(X) and X.dtype != _DTYPES[self.dtype]:
-            X = X.to(_DTYPES[self.dtype])
+        name = check_dtype(self.dtype)
+        if isinstance(X, np.ndarray) and X.dtype != np.dtype(name):
+            X = X.astype(name)
+        elif torch.is_tensor(X) and X.dtype != DTYPES[name]:
+            X = X.to(DTYPES[name])
         return super().get_dataset(X, y)
 
     def check_data(self, X, y=None):
@@ -258,8 +313,13 @@ class _GoldilocksNet:
         return NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
-        """Train ``max_epochs`` more epochs without re-initializing (initializes if needed)."""
-        X, y = self._prepare_fit(X, y, reset=not self.initialized_)
+        """Train ``max_epochs`` more epochs without re-initializing (initializes if needed).
+
+        ``classes`` (classifiers, as in scikit-learn): every label the stream will hold,
+        used on the first call (when the net is built) and ignored afterwards.
+        """
+        reset = not self.initialized_
+        X, y = self._prepare_fit(X, y, reset=reset, classes=classes if reset else None)
         if not self.initialized_:
             self.initialize()
         self._check_forward(X)
@@ -279,8 +339,7 @@ class _GoldilocksNet:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(
                 f"module could not process X with sample shape {tuple(X.shape[1:])} ({msg}); "
-                f"pass module__in_features={self.in_features_} or a module whose input size "
-                "matches X.shape[1:]."
+                f"{self._input_hint()}."
             ) from None
         finally:
             for m, mode in modes:
@@ -293,10 +352,12 @@ class _GoldilocksNet:
         if out.dim() < 2 or got != expected:
             what = "classes" if isinstance(self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss) \
                 else "targets per sample"
+            fix = (f"pass module__out_features={expected} (or a module with {expected} "
+                   "outputs)") if self._module_accepts("out_features") else \
+                f"give the module {expected} outputs"
             raise ValueError(
                 f"module returns outputs of shape {tuple(out.shape[1:])} per sample but y has "
-                f"{expected} {what}; pass module__out_features={expected} (or a module with "
-                f"{expected} outputs)."
+                f"{expected} {what}; {fix}."
             )
 
     def _prepare_xy(self, X, y):

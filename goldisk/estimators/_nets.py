@@ -101,11 +101,14 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
     def _classes_hint(self) -> str:
         return ", or pass classes=<all labels>"
 
-    def _prepare_fit(self, X, y, reset):
+    def _prepare_fit(self, X, y, reset, classes=None):
         X, y = self._validate_X(X, y, reset=reset)
         check_classification_targets(y)
         if reset:
-            self.classes_inferred_ = np.unique(y)
+            if classes is not None and self.classes is not None:
+                raise ValueError("classes was given both to the constructor and to "
+                                 "partial_fit; pass it once.")
+            self.classes_inferred_ = np.unique(y if classes is None else np.asarray(classes))
             if self.classes is None and len(self.classes_inferred_) < 2:
                 raise ValueError(
                     f"y has 1 class ({self.classes_inferred_.tolist()}); a classifier "
@@ -174,7 +177,10 @@ class GoldilocksRegressor(_GoldilocksNet, NeuralNetRegressor):
     def predict_proba(self, X):
         """Not available for a regressor (skorch's would return raw outputs); use predict."""
 
-    def _prepare_fit(self, X, y, reset):
+    def _prepare_fit(self, X, y, reset, classes=None):
+        if classes is not None:
+            raise ValueError("classes is for classifiers; a regressor's partial_fit takes "
+                             "none.")
         X, y = self._validate_X(X, y, reset=reset, multi_output=True, y_numeric=True)
         y = np.asarray(y, dtype=X.dtype)
         if reset:

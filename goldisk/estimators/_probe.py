@@ -21,13 +21,12 @@ from ..curvature import hessian_statistics, model_state, subspace_hessian
 from ..curvature._hessian import MAX_FULL_D
 from ..projections import KINDS as PROJECTIONS
 from ..projections import make_projection
-from ._init_scaler import _check_choice
+from ._init_scaler import DTYPES, _check_choice, check_dtype
 from ._subspace_projector import _check_dim
 
 __all__ = ["CurvatureProbe"]
 
 LOSSES = ("auto", "cross_entropy", "mse")
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _STATS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
 _STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
 #: Every column ``measure`` can return that may serve as ``score``.
@@ -188,7 +187,7 @@ class CurvatureProbe(BaseEstimator):
                       "projection")
         _check_choice(self.score, SCORES, "score")
         _check_choice(self.loss, LOSSES, "loss")
-        _check_choice(self.dtype, tuple(_DTYPES), "dtype")
+        check_dtype(self.dtype)
         if self.gauss_newton not in (True, False):
             raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
         if not self.gauss_newton and self.score.startswith(("g_", "h_")):
@@ -249,7 +248,7 @@ class CurvatureProbe(BaseEstimator):
                 results = [(P, subspace_hessian(
                     module, X, y, P, kind=self.kind, loss=loss,
                     gauss_newton=self.gauss_newton, batch_size=self.batch_size,
-                    dtype=_DTYPES[self.dtype]))
+                    dtype=DTYPES[check_dtype(self.dtype)]))
                     for P in projections]
         finally:  # each submodule's own mode (e.g. a frozen BatchNorm in a training net)
             for m, mode in modes:
@@ -283,7 +282,7 @@ class CurvatureProbe(BaseEstimator):
 
     def _measure(self, module, X, y, loss) -> pd.DataFrame:
         module, X, y, loss, results = self._hessians(module, X, y, loss)
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[check_dtype(self.dtype)]
         state = model_state(copy.deepcopy(module).eval(), X, y, loss=loss,
                             batch_size=self.batch_size, dtype=dtype)
         rows = []

@@ -37,7 +37,12 @@ def _net_prefix(estimator, path: str = "") -> str:
 
 
 def _delegate(method):
+    """Available when ``refit`` and the (best) estimator has ``method`` (as GridSearchCV)."""
     def check(self):
+        if not self.refit:
+            raise AttributeError(
+                f"this GoldilocksSelector was built with refit=False: {method} is only "
+                "available when the best candidate is fitted (refit=True).")
         est = self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator
         return hasattr(est, method)
 
@@ -69,14 +74,20 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``None``: ``CurvatureProbe(dim=20, n_subspaces=1, max_samples=500)``. A probe
         without ``random_state`` gets one seed for all candidates (the same subspaces).
     refit : bool, default=True
-        Fit the best candidate (``best_estimator_``); ``False`` only ranks them.
+        Fit the best candidate (``best_estimator_``); ``False`` only ranks them (then
+        ``predict``, ``predict_proba``, ``score`` and ``classes_`` are not available).
     random_state : None, int or numpy Generator, default=None
 
     Attributes
     ----------
     candidates_ : pandas.DataFrame
-        One row per candidate: ``candidate``, ``seed``, ``score`` (the criterion) and the
-        probe's statistics (means over its subspaces).
+        One row per candidate: ``candidate``, ``seed``, ``score`` (the criterion),
+        ``score_std`` (its standard deviation over the probe's subspaces, NaN for one
+        subspace or a callable criterion) and the probe's statistics (means over its
+        subspaces). Compare the spread of ``score`` across candidates with ``score_std``:
+        the default probe (one 20-dimensional subspace) ranks close candidates by noise;
+        a probe with more subspaces (``n_subspaces``) or more directions (``dim``) ranks
+        them more reliably.
     best_index_ : int
     best_seed_ : int
     best_score_ : float
@@ -139,12 +150,22 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
                 **{prefix + "random_state": seed, prefix + "max_epochs": 0})
             cand.fit(X, y)
             table = probe.measure(cand, X, y)
+            spread = float("nan")
             if callable(self.criterion):
                 score = float(self.criterion(cand, X, y))
+            elif self.criterion not in table:
+                raise ValueError(
+                    f"criterion={self.criterion!r} is not measured for this estimator "
+                    f"(regression?); use one of {list(table.columns[2:])} or a callable.")
             else:
                 score = float(table[self.criterion].mean())
+                if len(table) > 1:  # over the probe's subspaces: the ranking's noise
+                    spread = float(table[self.criterion].std(ddof=1))
             stats = table.drop(columns=["subspace"]).mean(numeric_only=True).to_dict()
-            rows.append({"candidate": i, "seed": seed, "score": score, **stats})
+            rows.append({"candidate": i, "seed": seed, "score": score, "score_std": spread,
+                         **stats})
+            if hasattr(cand, "n_features_in_"):
+                self.n_features_in_ = cand.n_features_in_
         self.candidates_ = pd.DataFrame(rows)
         scores = self.candidates_["score"].to_numpy(dtype=float)
         if np.all(np.isnan(scores)):
@@ -177,6 +198,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict_proba(X)
 
+    @available_if(_delegate("score"))
     def score(self, X, y, sample_weight=None):
         """``best_estimator_.score`` (accuracy for classifiers, R^2 for regressors)."""
         check_is_fitted(self, "best_estimator_")
@@ -186,6 +208,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     @property
     def classes_(self):
         """Labels of ``best_estimator_``."""
+        _delegate("classes_")(self)
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.classes_
 

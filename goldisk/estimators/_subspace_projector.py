@@ -109,6 +109,13 @@ class SubspaceProjector(BaseEstimator):
                 f"{prefix}metric must be None, 'per_layer' or an array of length D, "
                 f"got {self.metric!r}."
             )
+        if self.metric is not None and not isinstance(self.metric, str) and D is not None:
+            shape = np.shape(self.metric)
+            if shape != (D,):
+                raise ValueError(
+                    f"{prefix}metric must be None, 'per_layer' or an array of length D={D} "
+                    f"(one positive weight per parameter), got shape {shape}."
+                )
         if self.projection == "identity" and self.dim is not None and D is not None \
                 and self.dim != D:
             raise ValueError(f"{prefix}projection='identity' needs {prefix}dim=None or D={D}.")
