@@ -1,5 +1,6 @@
 """Every experiment subcommand at a tiny size: outputs, resuming, errors, the report."""
 
+import argparse
 import json
 
 import numpy as np
@@ -203,3 +204,31 @@ def test_repeated_modes_and_kinds_count_once(tmp_path):
     assert main([*args, "--out", str(tmp_path / "s"), "--kinds", "hyperplane,hyperplane"]) == 0
     df = pd.read_csv(tmp_path / "s" / "subspace_train.csv")
     assert len(df) == df["unit"].nunique() == 3 * 2  # 3 radii x 2 dims, each once
+
+
+def test_config_json_is_strict_json(tmp_path):
+    # NaN / infinities (e.g. an intrinsic dimension never reached) become null, not NaN
+    from goldisk.cli._common import write_json
+
+    path = tmp_path / "c.json"
+    write_json(path, {"a": float("nan"), "b": [1.5, float("inf"), np.float64("nan")],
+                      "c": {"d": np.float32(2.0), "e": -float("inf")}, "f": "x"})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    assert data == {"a": None, "b": [1.5, None, None], "c": {"d": 2.0, "e": None}, "f": "x"}
+
+
+@pytest.mark.parametrize("command", ["sweep", "subspace-train", "select", "trajectory",
+                                     "decompose", "reproduce"])
+def test_help_states_every_default(command):
+    from goldisk.cli import _subparser, build_parser
+
+    sub = _subparser(build_parser(), command)
+    text = " ".join(sub.format_help().split())
+    for action in sub._actions:
+        if action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            continue
+        assert "default" in (action.help or ""), action.option_strings
+        if "(default: %(default)s)" in action.help:  # the value is in the rendered help
+            assert f"default: {action.default}" in text, action.option_strings

@@ -25,7 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
     for module in SUBCOMMANDS:
         module.add_parser(sub)
         sub.choices[module.NAME].set_defaults(func=module.run)
+        _show_defaults(sub.choices[module.NAME])
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: ...)`` to every option's help that does not state its default."""
+    for action in parser._actions:
+        if (action.help is argparse.SUPPRESS or action.nargs == 0  # flags: no value
+                or action.default is None or action.default is argparse.SUPPRESS
+                or "default" in (action.help or "")):
+            continue
+        action.help = f"{action.help} (default: %(default)s)" if action.help \
+            else "default: %(default)s"
 
 
 def _subparser(parser, command: str) -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -184,10 +185,25 @@ def environment(device: str = "cpu") -> dict:
     return env
 
 
+def _strict(obj):
+    """``obj`` with every NaN or infinite float as ``None``: strict JSON (RFC 8259) has no
+    NaN, and ``json.dumps`` would write a bare ``NaN`` that jq or JavaScript reject."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return _strict(obj.item())
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write strict JSON (NaN and infinities as null) atomically (temporary file, then
+    rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.write_text(json.dumps(_strict(obj), indent=2, default=str, allow_nan=False))
     os.replace(tmp, path)
 
 

@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
                    help="scales of the init (default: 10^[-3..3] in steps of 0.25)")
     p.add_argument("--dim", type=int, default=50, help="subspace dimension")
     p.add_argument("--n-subspaces", type=int, default=3)
-    p.add_argument("--scheme", default="he", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--scheme", default="he", choices=("xavier", "he", "lecun", "default"),
+                   help="init drawn before the global scaling by alpha (He/Kaiming, as "
+                        "Vysogorets et al.; the other subcommands start from Xavier)")
     p.add_argument("--hessian-samples", type=int, default=None,
                    help="samples in the Hessian (default: the whole training split)")
     p.add_argument("--n-inits", type=int, default=60)

@@ -57,6 +57,6 @@ def run(args) -> int:
     summary = finalize_select(df, out, title=f"selecting inits: {title_of(args)}",
                               random_state=args.seed)
     seconds = folder.finish(summary=summary)
-    print(f"wrote {folder.csv} ({len(df)} rows), select_analysis.csv, select.png and "
-          f"select_slopes.png in {seconds:.1f} s")
+    print(f"wrote {folder.csv} ({len(df)} rows), select_analysis.csv, "
+          f"select_correlations.csv, select.png and select_slopes.png in {seconds:.1f} s")
     return 0

@@ -53,6 +53,10 @@ class _GoldilocksNet:
         params.pop("_params_to_validate", None)  # skorch bookkeeping, not a parameter
         return params
 
+    def _get_param_names(self):
+        # also the list a misspelled set_params(...) prints: no skorch bookkeeping in it
+        return [k for k in super()._get_param_names() if k != "_params_to_validate"]
+
     def set_params(self, **params):
         """Set parameters; ``init_scaler__*`` and ``subspace__*`` go to the nested objects.
 

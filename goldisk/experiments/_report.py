@@ -265,7 +265,8 @@ def write_report(out, summaries: dict, timing: pd.DataFrame, config: dict) -> Pa
         for k, v in s.items():
             if k.startswith("d="):
                 lines.append(f"- {k}: peak Tr(H)/||H|| = {v['peak_trace_ratio']:.2f} at "
-                             f"r/r_ref = {v['peak_ratio']:.3g}; zone (ratio > 1): {v['zone']}; "
+                             f"r/r_ref = {v['peak_ratio']:.3g}; "
+                             f"zone (Tr(H)/||H|| > 1): {v['zone']}; "
                              f"fraction of positive eigenvalues at the peak "
                              f"{v['frac_positive_at_peak']:.2f}")
         if "loss_exponent_large_r" in s:
