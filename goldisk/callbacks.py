@@ -97,7 +97,10 @@ class CurvatureTracker(Callback):
     """Record a :class:`~goldisk.CurvatureProbe`'s mean statistics every ``every`` epochs.
 
     Keys are ``prefix + column`` (e.g. ``curv_trace_ratio``, ``curv_g_trace``,
-    ``curv_loss``); epochs in between get no entry.
+    ``curv_loss``); epochs in between get no entry. skorch's ``PrintLog`` (``verbose=1``)
+    takes its header from the first epoch, so with ``every > 1`` the columns of the
+    measured epochs are printed without one: pass ``columns`` to keep the log narrow and
+    ``callbacks__print_log__keys_ignored=[...]`` to leave them out of it.
 
     Parameters
     ----------
@@ -106,14 +109,18 @@ class CurvatureTracker(Callback):
     X, y : array-like, optional
         Data to measure on (labels as given to the net); default: the training data.
     prefix : str, default="curv_"
+    columns : list of str or None, default=None
+        The probe's columns to record (e.g. ``["trace_ratio", "g_dominance"]``); None:
+        all of them (26 for a classifier).
     """
 
-    def __init__(self, probe, every=1, X=None, y=None, prefix="curv_"):
+    def __init__(self, probe, every=1, X=None, y=None, prefix="curv_", columns=None):
         self.probe = probe
         self.every = every
         self.X = X
         self.y = y
         self.prefix = prefix
+        self.columns = columns
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         e = self.every
@@ -121,6 +128,12 @@ class CurvatureTracker(Callback):
             raise ValueError(f"every must be an int >= 1, got {e!r}.")
         if not hasattr(self.probe, "measure"):
             raise ValueError(f"probe must be a CurvatureProbe, got {self.probe!r}.")
+        from .estimators._probe import SCORES
+
+        if self.columns is not None and (isinstance(self.columns, str) or any(
+                c not in SCORES for c in self.columns)):
+            raise ValueError(f"columns must be None or a list of {list(SCORES)}, got "
+                             f"{self.columns!r}.")
         self.data_ = _data(net, self.X, self.y, (X, y))
 
     def on_epoch_end(self, net, **kwargs):
@@ -129,8 +142,10 @@ class CurvatureTracker(Callback):
             return
         table = self.probe._measure(*resolve(net, *self.data_, prepared=True,
                                                     loss=self.probe.loss))
-        for key, value in table.drop(columns=["subspace"]).mean(numeric_only=True).items():
-            net.history.record(self.prefix + key, float(value))
+        means = table.drop(columns=["subspace"]).mean(numeric_only=True)
+        for key, value in means.items():
+            if self.columns is None or key in self.columns:
+                net.history.record(self.prefix + key, float(value))
 
 
 class ZeroLogitTracker(Callback):

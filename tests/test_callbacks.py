@@ -80,6 +80,19 @@ def test_curvature_tracker_given_data_and_subspace(digits):
         net_([CurvatureTracker(probe, every=0)]).fit(X, y)
 
 
+def test_curvature_tracker_columns(digits):
+    X, y = digits
+    probe = CurvatureProbe(dim=4, n_subspaces=1, max_samples=50, random_state=0)
+    net = net_([CurvatureTracker(probe, columns=["trace_ratio", "loss"])],
+               max_epochs=1).fit(X, y)
+    assert sorted(k for k in net.history[-1] if k.startswith("curv_")) == [
+        "curv_loss", "curv_trace_ratio"]
+    assert net.history[-1, "curv_trace_ratio"] == pytest.approx(
+        probe.measure(net, X, y)["trace_ratio"][0], rel=1e-10)
+    with pytest.raises(ValueError, match="columns must be None or a list of"):
+        net_([CurvatureTracker(probe, columns="trace_ratio")]).fit(X, y)
+
+
 def test_zero_logit_tracker(digits):
     X, y = digits
     net = net_([ZeroLogitTracker()], module__bias=False).fit(X, y)

@@ -269,3 +269,12 @@ def test_partial_fit_classes_fixes_the_label_set_on_the_first_call(digits):
     # the same as passing classes to the constructor
     ref = net_(max_epochs=1, classes=np.arange(10)).partial_fit(X[first], y[first])
     torch.testing.assert_close(ref.module_.net[-1].weight, w, rtol=0, atol=0)
+
+
+def test_predict_proba_rows_sum_to_one_in_float64(digits):
+    X, y = digits
+    net = net_(max_epochs=1).fit(X, y)  # float32 module
+    p = net.predict_proba(X)
+    assert p.dtype == np.float64 and np.abs(p.sum(axis=1) - 1).max() <= 4e-16
+    logits = net.module_(torch.as_tensor(X, dtype=torch.float32)).detach().double()
+    np.testing.assert_allclose(p, torch.softmax(logits, 1).numpy(), rtol=0, atol=1e-6)

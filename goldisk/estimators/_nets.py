@@ -125,8 +125,10 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
         return X, order[pos].astype(np.int64)
 
     def predict_proba(self, X):
-        """Class probabilities (softmax of the logits), float64, columns as ``classes_``."""
-        return self._raw_predict(X).astype(np.float64)
+        """Class probabilities (softmax of the logits), float64, columns as ``classes_``;
+        each row sums to 1 in float64 (renormalized after a float32 softmax)."""
+        proba = self._raw_predict(X).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X):
         """The most probable label for each sample."""
