@@ -22,6 +22,8 @@ from torch import nn
 
 from goldisk._rng import torch_generator
 
+from ._names import MODEL_NAMES
+
 __all__ = [
     "MLP", "LeNet300100", "LeNet5", "SmallCNN", "make_model", "init_weights_", "MODEL_NAMES"
 ]
@@ -214,7 +216,6 @@ class SmallCNN(_Base):
 
 
 _IMAGE_SHAPES = {64: (1, 8), 784: (1, 28), 3072: (3, 32)}
-MODEL_NAMES = ("mlp", "linear", "lenet300100", "lenet5", "cnn")
 
 
 def _image_kwargs(in_features: int, kwargs: dict) -> dict:

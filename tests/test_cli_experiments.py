@@ -232,3 +232,24 @@ def test_help_states_every_default(command):
         assert "default" in (action.help or ""), action.option_strings
         if "(default: %(default)s)" in action.help:  # the value is in the rendered help
             assert f"default: {action.default}" in text, action.option_strings
+
+
+def test_help_loads_no_heavy_module():
+    # `goldisk --help` and the option checks answer at once: the package and the parser
+    # import nothing of torch, scikit-learn, pandas or numpy (PEP 562 lazy names)
+    import subprocess
+    import sys
+
+    code = ("import sys; from goldisk.cli import build_parser; build_parser(); "
+            "import goldisk; goldisk.__version__; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'numpy', 'skorch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+    import goldisk
+
+    assert goldisk.radius is goldisk._radius.radius and "subspace_hessian" in dir(goldisk)
+    assert goldisk.models.MLP is not None  # submodules load on access too
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        goldisk.nope  # noqa: B018

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
@@ -11,8 +12,6 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-
-import numpy as np
 
 __all__ = [
     "CLIError",
@@ -174,7 +173,7 @@ def environment(device: str = "cpu") -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "numpy": np.__version__,
+        "numpy": importlib.import_module("numpy").__version__,
         "scikit-learn": sklearn.__version__,
         "device": device,
         "cpu_count": os.cpu_count(),

@@ -18,7 +18,7 @@ HELP = "G-term/H-term curvature, temperature, model state and trainability again
 
 
 def add_parser(sub) -> None:
-    from ..experiments import DECOMPOSE_PARTS
+    from .._names import DECOMPOSE_PARTS
 
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/decompose")

@@ -21,7 +21,7 @@ HELP = "run the sweep and all experiments at the default small scale; write repo
 
 def add_model_arguments(p, bias_default: bool = True) -> None:
     """``--model``, ``--hidden``, ``--activation`` and ``--no-bias`` (or ``--bias``)."""
-    from ..models import MODEL_NAMES
+    from .._names import MODEL_NAMES
 
     p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
                    help="architecture (default: %(default)s)")
@@ -83,11 +83,11 @@ def learning_rates(args, *names: str) -> None:
 
 
 def add_parser(sub) -> None:
-    from ..experiments._report import EXPERIMENTS
+    from .._names import EXPERIMENTS
 
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/reproduce")
-    from ..models import MODEL_NAMES
+    from .._names import MODEL_NAMES
 
     p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
                    help="architecture (default: %(default)s)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-import pandas as pd
-
 from ._common import (
     CLIError,
     add_backend_arguments,
@@ -31,7 +29,7 @@ HELP = "curvature on random subspaces against radius (Fort & Scherlis Fig. 3-5)"
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/sweep")
-    from ..models import MODEL_NAMES
+    from .._names import MODEL_NAMES
 
     p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
                    help="architecture (default: %(default)s)")
@@ -56,9 +54,11 @@ def add_parser(sub) -> None:
     add_backend_arguments(p)
 
 
-def _resume_rows(csv_path, n_dims: int) -> tuple[pd.DataFrame, set]:
+def _resume_rows(csv_path, n_dims: int) -> tuple:
     """Complete units already on disk. Dropped: incomplete units (a killed write), lines
     not written whole, rows whose keys are not integers, repeated (unit, dim) rows."""
+    import pandas as pd
+
     df = read_written_rows(csv_path)
     keys = ["subspace", "radius_index", "dim"]
     if df.empty or not set(keys) <= set(df.columns):
@@ -113,6 +113,7 @@ def run(args) -> int:
 
 
 def _sweep(args, model, ds, dims, radii) -> int:
+    import pandas as pd
     import torch
 
     from ..sweep import plot_sweep, radius_sweep

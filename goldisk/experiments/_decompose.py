@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .._flat import ParamLayout, parameter_vector
+from .._names import DECOMPOSE_PARTS
 from .._radius import SoftmaxTemperature, reference_radius
 from .._rng import check_random_state
 from ..curvature import STATISTICS, hessian_statistics, model_state, subspace_hessian
@@ -38,7 +39,7 @@ from ._training import Units, check_ratios, log_grid, point_at, train
 
 __all__ = ["decompose", "DECOMPOSE_PARTS", "DECOMPOSE_COLUMNS", "model_depth"]
 
-DECOMPOSE_PARTS = ("scale", "temperature", "inits", "training")
+
 _STATE = ["loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac",
           "mean_logit_grad_norm", "grad_norm"]
 DECOMPOSE_COLUMNS = (

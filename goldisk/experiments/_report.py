@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._names import EXPERIMENTS
 from ._summaries import (
     finalize_decompose,
     finalize_select,
@@ -30,7 +31,6 @@ __all__ = ["ResultFolder", "build_model", "split_dataset", "finalize_subspace_tr
            "finalize_select", "finalize_trajectory", "finalize_decompose", "finalize_sweep",
            "reproduce", "markdown_table", "EXPERIMENTS"]
 
-EXPERIMENTS = ("sweep", "subspace-train", "select", "trajectory", "decompose")
 
 
 class ResultFolder:
