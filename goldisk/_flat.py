@@ -8,7 +8,31 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["ParamLayout", "parameter_vector", "trainable_parameters"]
+__all__ = ["NORM_LAYERS", "ParamLayout", "frozen", "parameter_vector", "tensor_sources",
+           "trainable_parameters"]
+
+
+#: Normalization layers: their affine scale starts at 1 and their shift at 0.
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def tensor_sources(layer: nn.Module, name: str) -> list:
+    """The tensors that hold ``layer.<name>``: the parameter (or buffer) itself, or the
+    original(s) of a parametrization (``layer.weight`` is then recomputed at each access,
+    so only its originals identify it)."""
+    parametrizations = getattr(layer, "parametrizations", None)
+    if parametrizations is not None and name in parametrizations:
+        return list(parametrizations[name].parameters())
+    t = getattr(layer, name, None)
+    return [t] if isinstance(t, torch.Tensor) else []
+
+
+def frozen(sources: list) -> bool:
+    """Whether every source is a parameter with ``requires_grad=False`` (a constant of the
+    measured function; a plain tensor in a parameter's place, as in a SubspaceModule, is
+    not frozen)."""
+    return bool(sources) and all(isinstance(t, nn.Parameter) and not t.requires_grad
+                                 for t in sources)
 
 
 def trainable_parameters(module: nn.Module, weights_only: bool = False) -> list:
@@ -17,12 +41,18 @@ def trainable_parameters(module: nn.Module, weights_only: bool = False) -> list:
     These make up goldisk's parameter vector ``w``: frozen parameters
     (``requires_grad=False``) are constants of the function, as for an optimizer. The order
     is ``named_parameters()``, so a parameter shared by several layers appears once, under
-    its first name. ``weights_only=True`` keeps the tensors with at least two dimensions
-    (weight matrices and kernels, whatever their name), dropping biases and normalization
-    scales and shifts.
+    its first name. ``weights_only=True`` keeps the weight matrices and kernels: tensors
+    with at least two dimensions, whatever their name (``in_proj_weight``,
+    ``weight_ih_l0``), except biases (names starting with ``bias``) and the parameters of
+    normalization layers (their scales and shifts, even when multi-dimensional).
     """
+    if weights_only:
+        norm = {id(p) for m in module.modules() if isinstance(m, NORM_LAYERS)
+                for p in m.parameters()}
     return [(name, p) for name, p in module.named_parameters()
-            if p.requires_grad and (not weights_only or p.dim() > 1)]
+            if p.requires_grad and (not weights_only or (
+                p.dim() > 1 and id(p) not in norm
+                and not name.rsplit(".", 1)[-1].startswith("bias")))]
 
 
 class ParamLayout:

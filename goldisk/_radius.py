@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ._flat import parameter_vector, trainable_parameters
+from ._flat import NORM_LAYERS, frozen, parameter_vector, tensor_sources, trainable_parameters
 
 __all__ = [
     "REFERENCES",
@@ -26,12 +26,6 @@ __all__ = [
 
 REFERENCES = ("xavier", "he", "lecun", "default")
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _frozen(t: torch.Tensor) -> bool:
-    """A parameter excluded from ``w`` (``requires_grad=False``); a plain tensor in its place
-    (a :class:`~goldisk.SubspaceModule`'s wrapped layers) still has its layer's shape."""
-    return isinstance(t, nn.Parameter) and not t.requires_grad
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -90,23 +84,33 @@ def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[
     >>> round(layer_reference_radii(lin, "he")[""], 6)  # sqrt(5000 * 2 / 100)
     10.0
     """
-    _variance(reference, 1, 1)  # validate early
-    out, seen = {}, set()
-    for name, layer in module.named_modules():
-        if not isinstance(layer, _LAYERS) or _frozen(layer.weight) or id(layer.weight) in seen:
-            continue
-        seen.add(id(layer.weight))
-        fan_in, fan_out = _fans(layer.weight)
-        var = _variance(reference, fan_in, fan_out)
-        sq = layer.weight.numel() * var
-        if reference == "default" and layer.bias is not None and not _frozen(layer.bias):
-            sq += layer.bias.numel() * var
-        out[name] = math.sqrt(sq)
+    out = _layer_radii(module, reference)
     if not out:
         raise ValueError(
             "module has no trainable Linear or Conv layer, so no reference radius can be "
-            "computed from layer shapes; use reference='current' (the module's own radius) instead."
+            "computed from layer shapes; use reference='current' (the module's own radius) "
+            "instead."
         )
+    return out
+
+
+def _layer_radii(module: nn.Module, reference: str) -> dict[str, float]:
+    _variance(reference, 1, 1)  # validate early
+    out, seen = {}, set()
+    for name, layer in module.named_modules():
+        sources = tensor_sources(layer, "weight")
+        if not isinstance(layer, _LAYERS) or frozen(sources) or any(
+                id(t) in seen for t in sources):
+            continue
+        seen.update(id(t) for t in sources)
+        weight = layer.weight
+        fan_in, fan_out = _fans(weight)
+        var = _variance(reference, fan_in, fan_out)
+        sq = weight.numel() * var
+        bias = tensor_sources(layer, "bias")
+        if reference == "default" and bias and not frozen(bias):
+            sq += layer.bias.numel() * var
+        out[name] = math.sqrt(sq)
     return out
 
 
@@ -132,22 +136,22 @@ def reference_radius(module: nn.Module, reference: str = "xavier") -> float:
     >>> round(reference_radius(net, "xavier"), 3)
     18.378
     """
-    radii = layer_reference_radii(module, reference)
-    return math.sqrt(sum(r * r for r in radii.values()) + _norm_scales(module))
-
-
-#: Normalization layers whose affine scale starts at 1 (and shift at 0) in every scheme.
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    radii = _layer_radii(module, reference)
+    scales = _norm_scales(module)
+    if not radii and not scales:
+        layer_reference_radii(module, reference)  # raises, naming the fix
+    return math.sqrt(sum(r * r for r in radii.values()) + scales)
 
 
 def _norm_scales(module: nn.Module) -> int:
     """Squared radius of the normalization scales at their initial value 1: their count."""
     seen, total = set(), 0
     for m in module.modules():
-        w = getattr(m, "weight", None)
-        if isinstance(m, _NORMS) and w is not None and not _frozen(w) and id(w) not in seen:
-            seen.add(id(w))
-            total += w.numel()
+        sources = tensor_sources(m, "weight")
+        if isinstance(m, NORM_LAYERS) and sources and not frozen(sources) and not any(
+                id(t) in seen for t in sources):
+            seen.update(id(t) for t in sources)
+            total += m.weight.numel()
     return total
 
 
@@ -201,11 +205,11 @@ def rescale_(
             p.mul_(factor)
     elif mode == "per_layer":
         refs = layer_reference_radii(module, reference)
-        total = math.sqrt(sum(r * r for r in refs.values()))
+        total = reference_radius(module, reference)  # normalization scales included
         layers = dict(module.named_modules())
         seen = set()  # a parameter shared by two layers is scaled once, with the first
         for name, ref in refs.items():
-            params = [p for p in layers[name].parameters(recurse=False)
+            params = [p for p in layers[name].parameters()  # (a parametrization's too)
                       if p.requires_grad and id(p) not in seen]
             seen.update(id(p) for p in params)
             current = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))

@@ -61,7 +61,9 @@ class SubspaceModule(nn.Module):
         base = copy.deepcopy(module)
         self.layout = ParamLayout(base)
         if self.layout.D == 0:
-            raise ValueError("module has no parameters; a subspace of nothing cannot be trained.")
+            what = "no trainable parameters (requires_grad=True)" if any(
+                True for _ in base.parameters()) else "no parameters"
+            raise ValueError(f"module has {what}; a subspace of nothing cannot be trained.")
         w0 = parameter_vector(base).clone()
         if projection.D != self.layout.D:
             raise ValueError(
@@ -78,8 +80,8 @@ class SubspaceModule(nn.Module):
                 if p is not None:
                     places.setdefault(id(p), []).append((path, leaf))
                     params[id(p)] = p
-        trainable = {id(p): name for name, p in base.named_parameters()
-                     if name in set(self.layout.names)}
+        names = set(self.layout.names)
+        trainable = {id(p): name for name, p in base.named_parameters() if name in names}
         for key, where in places.items():
             value = params[key].detach().clone()
             for path, leaf in where:

@@ -20,7 +20,7 @@ from torch.nn.utils.weight_norm import WeightNorm as _WeightNormHook
 
 __all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_device",
            "deterministic",
-           "mode_dependent", "TRANSFORMS_LOCK"]
+           "mode_dependent", "second_order", "TRANSFORMS_LOCK"]
 
 #: Serializes goldisk's ``torch.func`` work (``jvp`` over ``grad``, ``vmap``) between
 #: threads: torch's forward-mode AD levels are process-global, and two threads computing
@@ -30,6 +30,16 @@ __all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_
 TRANSFORMS_LOCK = threading.RLock()
 
 _ROWS = 8192  # rows checked for finiteness at a time (bounded extra memory)
+
+
+def second_order():
+    """Context for second derivatives: attention (``F.scaled_dot_product_attention``,
+    ``nn.MultiheadAttention``) through its math kernel, the same function, as the fused
+    CPU/GPU kernels have no double backward ("derivative for
+    aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented")."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _as_array(value, name: str):
@@ -211,8 +221,9 @@ def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str
                 raise
             try:  # integer X for a model that only takes integers (nn.Embedding)
                 out, integer_input = model(head.to(device=device, dtype=torch.long)), True
-            except errors:
-                raise exc from None
+            except errors as exc_long:
+                about_indices = "indices" in str(exc) or "Long" in str(exc)
+                raise (exc_long if about_indices else exc) from None
     except errors as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
@@ -278,15 +289,17 @@ def mode_dependent(module: nn.Module) -> list[str]:
     """Names of the submodules of ``module`` in training mode whose output is random, or
     which update their own buffers, when called.
 
-    Dropout of every kind (``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``, ...) and
-    ``nn.RReLU`` draw random numbers; BatchNorm and InstanceNorm with running statistics
-    update them (and BatchNorm normalizes with the batch's statistics); spectral
-    normalization runs a power-iteration step. The curvature of such a call is not one
+    Dropout of every kind (``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``, ...,
+    ``nn.MultiheadAttention``'s own ``dropout``) and ``nn.RReLU`` draw random numbers;
+    BatchNorm and InstanceNorm with running statistics update them (and BatchNorm
+    normalizes with the batch's statistics); spectral normalization runs a
+    power-iteration step. The curvature of such a call is not one
     function's curvature. ``""`` names ``module`` itself. A custom layer that behaves
     differently in training mode is not recognized: call ``model.eval()`` for it.
     """
     return [name for name, m in module.named_modules()
-            if m.training and (isinstance(m, _RANDOM_LAYERS) or _updates_buffers(m))]
+            if m.training and (isinstance(m, _RANDOM_LAYERS) or _updates_buffers(m)
+                               or isinstance(m, nn.MultiheadAttention) and m.dropout > 0)]
 
 
 def deterministic(net: nn.Module, original: nn.Module) -> nn.Module:

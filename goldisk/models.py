@@ -22,6 +22,7 @@ from torch import nn
 
 from goldisk._rng import torch_generator
 
+from ._flat import frozen, tensor_sources
 from ._names import MODEL_NAMES
 
 __all__ = [
@@ -282,6 +283,9 @@ def init_weights_(module: nn.Module, scheme: str = "xavier", generator=None,
                   zero_bias: bool = True) -> nn.Module:
     """Re-initialize every Linear/Conv layer of ``module`` in place; returns ``module``.
 
+    Frozen tensors (``requires_grad=False``) are left as they are; a parametrized weight
+    (spectral norm, orthogonal) is initialized through its original tensor.
+
     Weights are Gaussian with standard deviation ``sigma``:
     ``sigma**2 = 2 / (fan_in + fan_out)`` ("xavier"), ``2 / fan_in`` ("he"),
     ``1 / fan_in`` ("lecun"), where for a conv layer ``fan_in = in_channels * kh * kw``
@@ -312,18 +316,30 @@ def init_weights_(module: nn.Module, scheme: str = "xavier", generator=None,
     for m in module.modules():
         if not isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             continue
-        w = m.weight
-        receptive = math.prod(w.shape[2:])
-        fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
+        w, bias = _storage(m, "weight"), _storage(m, "bias")
+        shape = m.weight.shape
+        receptive = math.prod(shape[2:])
+        fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
         if scheme == "default":
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            for t in (w, m.bias):
+            for t in (w, bias):
                 if t is not None:
                     _fill(t, gen, lambda x, g, b=bound: x.uniform_(-b, b, generator=g))
             continue
         var = {"xavier": 2.0 / (fan_in + fan_out), "he": 2.0 / fan_in, "lecun": 1.0 / fan_in}
         std = math.sqrt(var[scheme])
-        _fill(w, gen, lambda x, g, s=std: nn.init.normal_(x, 0.0, s, generator=g))
-        if zero_bias and m.bias is not None:
-            m.bias.zero_()
+        if w is not None:
+            _fill(w, gen, lambda x, g, s=std: nn.init.normal_(x, 0.0, s, generator=g))
+        if zero_bias and bias is not None:
+            bias.zero_()
     return module
+
+
+def _storage(layer: nn.Module, name: str):
+    """The tensor to fill for ``layer.<name>``: the parameter itself, or the original of a
+    one-tensor parametrization of the same shape (spectral norm, orthogonal); None when
+    there is none, or it is frozen (``requires_grad=False``: a constant, left as it is)."""
+    sources = tensor_sources(layer, name)
+    if len(sources) != 1 or frozen(sources) or sources[0].shape != getattr(layer, name).shape:
+        return None
+    return sources[0]

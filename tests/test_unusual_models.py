@@ -22,12 +22,14 @@ from goldisk import (
     CurvatureProbe,
     SubspaceModule,
     hutchinson,
+    layer_reference_radii,
     model_state,
     radius,
     reference_radius,
     rescale_,
     subspace_hessian,
 )
+from goldisk._flat import trainable_parameters
 from goldisk._rng import torch_generator
 from goldisk.projections import make_projection
 
@@ -141,13 +143,15 @@ def test_subspace_module_moves_a_shared_weight_everywhere(make):
     torch.testing.assert_close(m(X), sub(X), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("loop_max", [2**62, 0], ids=["looped", "batched"])
-@pytest.mark.parametrize("method", ["reverse", "forward"])
+@pytest.mark.parametrize("method, loop_max", [("reverse", 2**62), ("reverse", 0),
+                                              ("forward", None)],
+                         ids=["reverse-looped", "reverse-batched", "forward"])
 def test_a_parameter_that_does_not_reach_the_output_has_zero_curvature(monkeypatch, loop_max,
                                                                          method):
     # the batched double backward (GPU path, LOOP_MAX = 0) returns the zero gradient of
     # an unused parameter without its batch dimension
-    monkeypatch.setattr(reverse, "LOOP_MAX", loop_max)
+    if loop_max is not None:
+        monkeypatch.setattr(reverse, "LOOP_MAX", loop_max)
     torch.manual_seed(0)
     net = Unused().double()
     X, y = data()
@@ -299,3 +303,94 @@ def test_reference_radius_counts_normalization_scales_at_one():
     assert scales == 24.0
     net[1].weight.requires_grad_(False)  # frozen: not part of w, not of the reference
     assert reference_radius(net, "he") == pytest.approx(math.sqrt(expected**2 - 4), rel=1e-14)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda m: torch.nn.utils.parametrizations.spectral_norm(m),
+    lambda m: torch.nn.utils.parametrizations.orthogonal(m)], ids=["spectral", "orthogonal"])
+def test_parametrized_layers_each_count_once_in_the_reference_radius(wrap):
+    # a parametrized layer's weight is a new tensor at each access: layers are told apart
+    # by their originals, not by id(layer.weight) (which Python reuses)
+    net = nn.Sequential(*[wrap(nn.Linear(8, 8)) for _ in range(4)])
+    assert reference_radius(net, "xavier") == pytest.approx(math.sqrt(4 * 64 * 2 / 16))
+    assert len(layer_reference_radii(net, "xavier")) == 4
+
+
+def test_init_scaler_and_per_layer_rescaling_agree_with_reference_radius():
+    from goldisk import InitScaler
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 200), nn.BatchNorm1d(200), nn.ReLU(),
+                        nn.Linear(200, 10)).double()
+    ref = reference_radius(net, "xavier")
+    assert InitScaler().reference_radius(net) == ref
+    InitScaler(radius=1.0).apply_(net, generator=0)
+    assert radius(net) == pytest.approx(ref, rel=1e-12)
+    # a fresh draw puts weights at their reference and the scales at 1: the global factor
+    # is close to 1 (it was 0.66 when the scales were left out of the reference)
+    for i in (0, 3):
+        w = float(net[i].weight.norm())
+        assert w / layer_reference_radii(net, "xavier")[str(i)] == pytest.approx(1, abs=0.03)
+    rescale_(net, ref, mode="per_layer")  # each layer exactly on its own shell
+    for name, r in layer_reference_radii(net, "xavier").items():
+        layer = net.get_submodule(name)
+        assert math.sqrt(sum(float(p.pow(2).sum()) for p in layer.parameters())) == \
+            pytest.approx(r, rel=1e-12)
+
+
+def test_init_scaler_leaves_frozen_layers_alone():
+    from goldisk import InitScaler
+
+    torch.manual_seed(0)
+    for scaler in (InitScaler(), InitScaler(reference="current", mode="per_layer", radius=2),
+                   InitScaler(mode="per_layer", radius=3, init="he")):
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).double()
+        net[0].requires_grad_(False)
+        frozen = [p.detach().clone() for p in net[0].parameters()]
+        scaler.apply_(net, generator=1)
+        assert all(torch.equal(a, b) for a, b in zip(frozen, net[0].parameters(), strict=True))
+        assert not torch.equal(net[2].weight, torch.zeros_like(net[2].weight))
+
+
+def test_weights_only_leaves_out_normalization_parameters_of_any_shape():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LayerNorm([4, 6, 6]), nn.Flatten(),
+                        nn.Linear(144, 3))
+    names = [n for n, _ in trainable_parameters(net, weights_only=True)]
+    assert names == ["0.weight", "3.weight"]
+    # only normalization scales trainable: the reference counts them at 1
+    net[0].requires_grad_(False)
+    net[3].requires_grad_(False)
+    assert reference_radius(net) == pytest.approx(math.sqrt(144), rel=1e-14)
+
+
+class Attention(nn.Module):
+    def __init__(self, dropout=0.0):
+        super().__init__()
+        self.inp = nn.Linear(4, 8)
+        self.attn = nn.MultiheadAttention(8, 2, dropout=dropout, batch_first=True)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.inp(x)
+        a, _ = self.attn(h, h, h, need_weights=False)
+        return self.out(a.mean(1))
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_attention_hessian_matches_brute_force_and_its_dropout_is_turned_off(method):
+    # the fused attention kernels have no double backward: the engine uses the math one
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    net = Attention(dropout=0.5).double().eval()
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(12, 3, 4, generator=g, dtype=F64), torch.randint(0, 3, (12,), generator=g)
+    f, w0, _ = flat_problem(net, X, y)
+    with sdpa_kernel([SDPBackend.MATH]):
+        H = torch.autograd.functional.hessian(f, w0)
+    torch.testing.assert_close(subspace_hessian(net, X, y, None, method=method).H, H,
+                               rtol=1e-10, atol=1e-13)
+    net.train()  # attention dropout on: measured in eval mode after a warning
+    with pytest.warns(UserWarning, match="'attn'"):
+        res = subspace_hessian(net, X, y, None, method=method)
+    torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)

@@ -34,6 +34,7 @@ from .._validation import (
     deterministic,
     mode_dependent,
     model_device,
+    second_order,
 )
 from ._losses import logit_hessian, per_sample_loss
 from ._reverse import output_sizes, reverse_chunk, reverse_hessian
@@ -67,9 +68,11 @@ class CurvatureResult:
         return CurvatureResult(self.H[..., :k, :k], G, self.loss, self.n_samples)
 
 
-def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
+def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn.Module:
     """``model`` in ``dtype`` on ``device`` (a copy if needed); warns when it has layers
-    that are random or update buffers in training mode (:func:`mode_dependent`)."""
+    that are random or update buffers in training mode (:func:`mode_dependent`) and, for a
+    ``curvature`` computation, when a normalization layer's running statistics were never
+    updated (one warning per probe: ``model_state`` passes ``curvature=False``)."""
     names = mode_dependent(model)
     if names:
         shown = ", ".join(repr(n or type(model).__name__) for n in names[:3])
@@ -81,8 +84,8 @@ def prepare_model(model: nn.Module, dtype, device) -> nn.Module:
             UserWarning,
             stacklevel=3,
         )
-    fresh = [name for name, m in model.named_modules()
-             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
+    fresh = [name for name, m in model.named_modules() if curvature
+             and isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
              and bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())]
     if fresh:
         warnings.warn(
@@ -241,7 +244,8 @@ def subspace_hessian(
     check_model(model)
     X, y = check_data(X, y)
     device = model_device(model, device)
-    with TRANSFORMS_LOCK:  # torch.func's transform state is process-global: one at a time
+    # torch.func's transform state is process-global: one at a time
+    with TRANSFORMS_LOCK, second_order():
         feed = partial(batches, integer_input=check_outputs(model, X, y, loss))
         return _subspace_hessian(model, X, y, projection, point, kind, scales, loss,
                                  gauss_newton, batch_size, chunk_size, scale_chunk, method,

@@ -17,6 +17,7 @@ from .._validation import (
     check_outputs,
     deterministic,
     model_device,
+    second_order,
 )
 from ._hessian import batches, prepare_model
 from ._losses import logit_hessian
@@ -92,7 +93,8 @@ def hutchinson(
     n = len(X)
     HV = torch.zeros_like(V)
     GV = torch.zeros_like(V) if gauss_newton else None
-    with TRANSFORMS_LOCK:  # batched gradients use vmap, whose state is process-global
+    # batched gradients use vmap, whose state is process-global
+    with TRANSFORMS_LOCK, second_order():
         for xb, yb in batches(X, y, batch_size, dtype, device, integer_input):
             if chunk_size is None:  # probes per block: see reverse_chunk
                 chunk_size = reverse_chunk(net, layout, w0, xb, n_probes, torch.device(device))

@@ -59,7 +59,7 @@ def model_state(
     device = model_device(model, device)
 
     # dropout/BatchNorm/... in training mode: a warning, then eval mode on a private copy
-    net = deterministic(prepare_model(model, dtype, device), model)
+    net = deterministic(prepare_model(model, dtype, device, curvature=False), model)
     totals: dict[str, float] = {}
     n = 0
     for xb, yb in batches(X, y, batch_size, dtype, device, integer_input):

@@ -9,7 +9,7 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from .._radius import SoftmaxTemperature, layer_reference_radii, radius, rescale_
+from .._radius import SoftmaxTemperature, radius, reference_radius, rescale_
 from ..models import init_weights_
 
 __all__ = ["InitScaler"]
@@ -64,8 +64,10 @@ class InitScaler(BaseEstimator):
         initialization of the reference scheme). Finite and > 0.
     reference : {"xavier", "he", "lecun", "default", "current"}, default="xavier"
         Scheme defining ``r_ref`` (see :func:`goldisk.reference_radius`, computed from
-        the layer shapes). ``"current"``: ``r_ref`` is the radius of the module as
-        initialized (its own init), so ``radius`` is a plain multiplier.
+        the layer shapes, normalization scales counted at 1). Frozen parameters
+        (``requires_grad=False``) are neither redrawn nor rescaled. ``"current"``:
+        ``r_ref`` is the radius of the module as initialized (its own init), so ``radius``
+        is a plain multiplier.
     mode : {"global", "per_layer"}, default="global"
         ``"global"``: one factor for all parameters (Fort & Scherlis), keeping the
         direction of ``w``. ``"per_layer"``: each Linear/Conv layer is put on its own
@@ -140,8 +142,9 @@ class InitScaler(BaseEstimator):
             else:  # every layer keeps its own shell, multiplied by radius
                 for layer in module.modules():
                     if isinstance(layer, _LAYERS):
-                        for p in layer.parameters(recurse=False):
-                            p.data.mul_(float(self.radius))
+                        for p in layer.parameters():  # (a parametrization's originals too)
+                            if p.requires_grad:  # frozen parameters are constants
+                                p.data.mul_(float(self.radius))
         else:
             target = self.radius * self.reference_radius(module)
             rescale_(module, target, mode=self.mode, reference=self.reference)
@@ -153,5 +156,4 @@ class InitScaler(BaseEstimator):
         """``r_ref`` of ``module`` under ``reference`` (its radius for ``"current"``)."""
         if self.reference == "current":
             return radius(module)
-        refs = layer_reference_radii(module, self.reference)
-        return math.sqrt(sum(r * r for r in refs.values()))
+        return reference_radius(module, self.reference)

@@ -148,12 +148,13 @@ class _GoldilocksNet:
                 and in_features is not None:  # goldisk's CNNs: (C, S) from C * S * S
             from ..models import _IMAGE_SHAPES
 
-            c, s = _IMAGE_SHAPES.get(in_features, (None, None))
-            c, s = kwargs.get("in_channels", c), kwargs.get("image_size", s)
-            if c is None and s is not None and in_features % (s * s) == 0:
+            c, s = kwargs.get("in_channels"), kwargs.get("image_size")
+            if c is None and s is None:
+                c, s = _IMAGE_SHAPES.get(in_features, (None, None))
+            elif c is None and in_features % (s * s) == 0:
                 c = in_features // (s * s)
-            if s is None and c is not None and math.isqrt(in_features // c) ** 2 * c \
-                    == in_features:
+            elif s is None and in_features % c == 0 and \
+                    math.isqrt(in_features // c) ** 2 == in_features // c:
                 s = math.isqrt(in_features // c)
             if c is not None and s is not None:
                 kwargs.setdefault("in_channels", c)
