@@ -312,3 +312,15 @@ def test_selector_score_std_is_the_spread_over_the_probes_subspaces(digits):
     with pytest.raises(AttributeError, match="refit=False"):
         sel.classes_
     assert sel.n_features_in_ == X.shape[1]
+
+
+def test_selector_n_jobs_gives_the_same_candidates(digits):
+    X, y = digits
+    kw = dict(n_candidates=3, probe=CurvatureProbe(dim=4, n_subspaces=2), random_state=5,
+              refit=False)
+    serial = GoldilocksSelector(small_net(), **kw).fit(X, y)
+    parallel = GoldilocksSelector(small_net(), n_jobs=2, **kw).fit(X, y)
+    pd.testing.assert_frame_equal(serial.candidates_, parallel.candidates_, rtol=1e-12)
+    assert serial.best_seed_ == parallel.best_seed_
+    with pytest.raises(ValueError, match="n_jobs must be None or a nonzero int"):
+        GoldilocksSelector(small_net(), n_jobs=0).fit(X, y)

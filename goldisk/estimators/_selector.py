@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
@@ -49,6 +50,28 @@ def _delegate(method):
     return check
 
 
+def _measure_candidate(estimator, prefix, seed, probe, criterion, X, y):
+    """``(row, n_features_in_)`` of one candidate: initialized with ``seed``, measured."""
+    cand = clone(estimator).set_params(**{prefix + "random_state": seed,
+                                          prefix + "max_epochs": 0})
+    cand.fit(X, y)
+    table = probe.measure(cand, X, y)
+    spread = float("nan")
+    if callable(criterion):
+        score = float(criterion(cand, X, y))
+    elif criterion not in table:
+        raise ValueError(
+            f"criterion={criterion!r} is not measured for this estimator (regression?); "
+            f"use one of {list(table.columns[2:])} or a callable.")
+    else:
+        score = float(table[criterion].mean())
+        if len(table) > 1:  # over the probe's subspaces: the ranking's noise
+            spread = float(table[criterion].std(ddof=1))
+    stats = table.drop(columns=["subspace"]).mean(numeric_only=True).to_dict()
+    return {"score": score, "score_std": spread, **stats}, getattr(cand, "n_features_in_",
+                                                                   None)
+
+
 class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     """Pick the initialization with the best curvature among random candidates, then fit it.
 
@@ -76,6 +99,10 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     refit : bool, default=True
         Fit the best candidate (``best_estimator_``); ``False`` only ranks them (then
         ``predict``, ``predict_proba``, ``score`` and ``classes_`` are not available).
+    n_jobs : int or None, default=None
+        Candidates measured in parallel by joblib (``-1``: all cores; ``None``: one, or
+        what a surrounding ``joblib.parallel_config`` / dask / ray backend says). The
+        result does not depend on it.
     random_state : None, int or numpy Generator, default=None
 
     Attributes
@@ -108,12 +135,13 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, n_candidates=16, criterion="trace_ratio", probe=None,
-                 refit=True, random_state=None):
+                 refit=True, n_jobs=None, random_state=None):
         self.estimator = estimator
         self.n_candidates = n_candidates
         self.criterion = criterion
         self.probe = probe
         self.refit = refit
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _validate(self) -> str:
@@ -127,6 +155,10 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"probe must be None or a CurvatureProbe, got {self.probe!r}.")
         if not isinstance(self.refit, bool | np.bool_):
             raise ValueError(f"refit must be True or False, got {self.refit!r}.")
+        j = self.n_jobs
+        if j is not None and (isinstance(j, bool) or not isinstance(j, numbers.Integral)
+                              or j == 0):
+            raise ValueError(f"n_jobs must be None or a nonzero int (-1: all cores), got {j!r}.")
         return _net_prefix(self.estimator)
 
     def fit(self, X, y, **fit_params):
@@ -144,28 +176,15 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             else clone(self.probe)
         if probe.random_state is None:
             probe.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
-        rows = []
-        for i, seed in enumerate(seeds):
-            cand = clone(self.estimator).set_params(
-                **{prefix + "random_state": seed, prefix + "max_epochs": 0})
-            cand.fit(X, y)
-            table = probe.measure(cand, X, y)
-            spread = float("nan")
-            if callable(self.criterion):
-                score = float(self.criterion(cand, X, y))
-            elif self.criterion not in table:
-                raise ValueError(
-                    f"criterion={self.criterion!r} is not measured for this estimator "
-                    f"(regression?); use one of {list(table.columns[2:])} or a callable.")
-            else:
-                score = float(table[self.criterion].mean())
-                if len(table) > 1:  # over the probe's subspaces: the ranking's noise
-                    spread = float(table[self.criterion].std(ddof=1))
-            stats = table.drop(columns=["subspace"]).mean(numeric_only=True).to_dict()
-            rows.append({"candidate": i, "seed": seed, "score": score, "score_std": spread,
-                         **stats})
-            if hasattr(cand, "n_features_in_"):
-                self.n_features_in_ = cand.n_features_in_
+        # candidates are independent: joblib runs them in parallel (n_jobs, or a
+        # parallel_config / dask / ray backend), in order, with the same numbers
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_measure_candidate)(self.estimator, prefix, seed, probe, self.criterion,
+                                        X, y) for seed in seeds)
+        rows = [{"candidate": i, "seed": seed, **row}
+                for i, (seed, (row, _)) in enumerate(zip(seeds, results, strict=True))]
+        if results[-1][1] is not None:
+            self.n_features_in_ = results[-1][1]
         self.candidates_ = pd.DataFrame(rows)
         scores = self.candidates_["score"].to_numpy(dtype=float)
         if np.all(np.isnan(scores)):
