@@ -69,3 +69,22 @@ def test_peak_memory_counts_live_tensor_bytes(bench):
         del b, c
     assert mem.tensor_peak_mib == pytest.approx((1000 * 1000 * 4 + 500 * 1000 * 8) / 2**20)
     assert common.PeakMemory("cpu").tensor_peak_mib is None  # off unless asked for
+
+
+def test_gpu_correctness_rehearses_on_the_cpu(tmp_path, monkeypatch):
+    # the GPU lease's first step, run here with the reverse engine on its batched (GPU)
+    # path: every float64 comparison within 1e-8, the JSON written
+    import json
+
+    import goldisk.curvature._reverse as reverse
+
+    monkeypatch.setattr(reverse, "LOOP_MAX", reverse.LOOP_MAX)  # restored after the test
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_correctness.py"
+    spec = importlib.util.spec_from_file_location("gpu_correctness", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "gc.json"
+    assert script.main(["--device", "cpu", "--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["float64_within_1e-8"] and len(result["rows"]) == 4
+    assert max(r["f64_H_reverse"] for r in result["rows"] if "f64_H_reverse" in r) < 1e-12
