@@ -263,3 +263,25 @@ def test_losses_and_their_logit_derivatives_match_torch(loss):
                                rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(logit_hessian(z, y, loss), reference_logit_hessian(z, y, loss),
                                rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hypersphere_hessian_on_tangent_directions_has_the_spheres_curvature(method):
+    # for orthonormal directions tangent at w0 (P^T w0 = 0), the Hessian on the sphere is
+    # P^T H P - (g . u) / r I: the sphere's curvature, not the loss's growth with r
+    # (why Fort's hyperplane zone is absent on hyperspheres; docs/engine.md)
+    net, X, y = tiny_problem(4)
+    w0 = parameter_vector(net)
+    r, u = w0.norm(), w0 / w0.norm()
+    A = torch.randn(len(w0), 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    Q, _ = torch.linalg.qr(A - u[:, None] * (u @ A))
+    P = make_projection("dense", len(w0), 5, random_state=0)
+    with torch.no_grad():
+        P.weight.copy_(Q)
+    H = brute_force_hessian(net, X, y)
+    layout = ParamLayout(net)
+    g = torch.autograd.functional.jacobian(
+        lambda w: torch.nn.functional.cross_entropy(layout.call(net, w, X), y), w0)
+    expected = Q.T @ H @ Q - float(g @ u) / float(r) * torch.eye(5, dtype=torch.float64)
+    res = subspace_hessian(net, X, y, P, kind="hypersphere", method=method)
+    assert rel_err(res.H, expected) <= RTOL

@@ -45,7 +45,10 @@ def add_parser(sub) -> None:
     p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
     p.add_argument("--projection", default="dense",
                    choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
-    p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"))
+    p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"),
+                   help="subspace through each point; Fort's zone is a hyperplane effect (the "
+                        "hypersphere Hessian includes the sphere's curvature, see "
+                        "docs/engine.md)")
     p.add_argument("--hessian-samples", type=int, default=1000,
                    help="samples in the Hessian's mean loss (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=1000,
