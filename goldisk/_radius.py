@@ -171,7 +171,7 @@ def rescale_(
     target : float
         Target radius (absolute, in parameter-space units); must be finite and > 0.
     mode : {"global", "per_layer"}
-        ``"global"`` multiplies every parameter by one factor (Fort & Scherlis;
+        ``"global"`` multiplies every trainable parameter by one factor (Fort & Scherlis;
         Vysogorets et al.), keeping the direction of ``w``. ``"per_layer"`` puts each
         Linear/Conv layer (weight and bias together) on its own shell of radius
         ``target * r_ref(layer) / r_ref(net)``; other parameters are left untouched.

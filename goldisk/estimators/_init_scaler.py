@@ -69,7 +69,7 @@ class InitScaler(BaseEstimator):
         ``r_ref`` is the radius of the module as initialized (its own init), so ``radius``
         is a plain multiplier.
     mode : {"global", "per_layer"}, default="global"
-        ``"global"``: one factor for all parameters (Fort & Scherlis), keeping the
+        ``"global"``: one factor for all trainable parameters (Fort & Scherlis), keeping the
         direction of ``w``. ``"per_layer"``: each Linear/Conv layer is put on its own
         shell ``radius * r_ref(layer)`` (see :func:`goldisk.rescale_`).
     temperature : float, default=1.0
