@@ -205,7 +205,8 @@ def rescale_(
             p.mul_(factor)
     elif mode == "per_layer":
         refs = layer_reference_radii(module, reference)
-        total = reference_radius(module, reference)  # normalization scales included
+        # reference_radius(module), from the radii at hand: normalization scales included
+        total = math.sqrt(sum(r * r for r in refs.values()) + _norm_scales(module))
         layers = dict(module.named_modules())
         seen = set()  # a parameter shared by two layers is scaled once, with the first
         for name, ref in refs.items():

@@ -84,9 +84,10 @@ def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn
             UserWarning,
             stacklevel=3,
         )
-    fresh = [name for name, m in model.named_modules() if curvature
-             and isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
-             and bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())]
+    fresh = [name for name, m in model.named_modules()
+             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is not None
+             and bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())
+             ] if curvature else []
     if fresh:
         warnings.warn(
             f"normalization layers {', '.join(map(repr, fresh[:3]))}"
