@@ -92,6 +92,10 @@ class SubspaceModule(nn.Module):
         #: each parameter's places, in named_parameters order, and its layout name (None:
         #: frozen)
         self._places = [(tuple(where), trainable.get(key)) for key, where in places.items()]
+        index = {name: i for i, name in enumerate(self.layout.names)}
+        #: (owner path, attribute, position in the layout) of every place forward fills
+        self._slots = tuple((path, leaf, index[name]) for where, name in self._places
+                            if name is not None for path, leaf in where)
         self.kind = kind
         self.base = base
         if any(b.dtype != w0.dtype or b.device != w0.device for b in projection.buffers()
@@ -128,15 +132,13 @@ class SubspaceModule(nn.Module):
         # its backward is a single ``cat``, where slices would each write their gradient into
         # a zero D-vector and add them up.
         w = self.point()
-        views = {name: part.reshape(*w.shape[:-1], *shape) for name, part, shape in
-                 zip(self.layout.names, w.split(self.layout.numels, dim=-1),
-                     self.layout.shapes, strict=True)}
-        slots = [(self.base.get_submodule(path), leaf, views[name])
-                 for where, name in self._places if name is not None for path, leaf in where]
+        views = [part.reshape(*w.shape[:-1], *shape) for part, shape in
+                 zip(w.split(self.layout.numels, dim=-1), self.layout.shapes, strict=True)]
+        slots = [(self.base.get_submodule(path), leaf, i) for path, leaf, i in self._slots]
         saved = [module._buffers[leaf] for module, leaf, _ in slots]
         try:
-            for module, leaf, view in slots:
-                module._buffers[leaf] = view
+            for module, leaf, i in slots:
+                module._buffers[leaf] = views[i]
             return self.base(x, *args, **kwargs)
         finally:
             for (module, leaf, _), tensor in zip(slots, saved, strict=True):
