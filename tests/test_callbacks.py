@@ -47,6 +47,17 @@ def test_radius_tracker_full_space(digits):
     assert len(net.history) == 6 and net.history[-1, "distance_from_init"] > dists[-1]
 
 
+def test_radius_tracker_starts_over_when_set_params_rebuilds_the_module(digits):
+    X, y = digits
+    net = net_([RadiusTracker()], init_scaler=InitScaler(1.0), max_epochs=1).fit(X, y)
+    net.set_params(init_scaler__radius=4.0)  # a new module, four times as far out
+    start = parameter_vector(net.module_).clone()
+    net.partial_fit(X, y)
+    moved = float((parameter_vector(net.module_) - start).double().norm())
+    assert net.history[-1, "distance_from_init"] == pytest.approx(moved, rel=1e-6)
+    assert moved < 0.1 * float(start.norm())  # not the distance to the old start point
+
+
 def test_radius_tracker_subspace_records_full_point(digits):
     X, y = digits
     sub = SubspaceProjector(dim=10, kind="hypersphere")

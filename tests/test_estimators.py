@@ -244,17 +244,63 @@ def test_invalid_parameters_raise_at_fit(digits, kw, name):
         net.fit(X, y)
 
 
-def test_skorch_validation_split_scores_the_held_out_fold(digits):
-    # skorch's ValidSplit hands its Dataset to predict: the recorded accuracy is that of the
-    # held-out fold (the first of a 5-fold split, as ValidSplit(5) makes it: not stratified)
+@pytest.mark.parametrize("labels", ["0..9", "1..10", "two", "strings"])
+def test_skorch_validation_split_scores_the_held_out_fold(digits, labels):
+    # skorch's ValidSplit hands its Dataset (encoded labels) to the valid_acc scorer: the
+    # recorded accuracy is that of the held-out fold (the first of a 5-fold split, as
+    # ValidSplit(5) makes it: not stratified) whatever the labels are
     from sklearn.model_selection import KFold
     from skorch.dataset import ValidSplit
 
     X, y = digits
-    net = GoldilocksClassifier(MLP, module__hidden=(8,), max_epochs=2, random_state=0,
-                               train_split=ValidSplit(5)).fit(X, y)
+    y = {"0..9": y, "1..10": y + 1, "two": np.where(y < 5, 3, 7),
+         "strings": np.array(list("abcdefghij"))[y]}[labels]
+    net = GoldilocksClassifier(MLP, module__hidden=(16,), max_epochs=5, random_state=0,
+                               lr=3e-2, train_split=ValidSplit(5)).fit(X, y)
     _, held_out = next(KFold(5).split(X, y))
-    assert net.history[-1, "valid_acc"] == pytest.approx(net.score(X[held_out], y[held_out]))
+    acc = net.score(X[held_out], y[held_out])
+    assert acc > 0.6  # well above chance: mismatched label codes would score ~0
+    assert net.history[-1, "valid_acc"] == pytest.approx(acc)
+
+
+def test_warm_start_and_partial_fit_refuse_another_output_count(digits):
+    X, _ = digits
+    y1 = X[:, :5].sum(1)
+    y2 = np.stack([y1, -y1], axis=1)
+    for first, then in ((y1, y2), (y2, y1)):
+        reg = GoldilocksRegressor(MLP, module__hidden=(8,), max_epochs=1, random_state=0,
+                                  warm_start=True).fit(X, first)
+        with pytest.raises(ValueError, match="target\\(s\\) per sample"):
+            reg.fit(X, then)
+        with pytest.raises(ValueError, match="target\\(s\\) per sample"):
+            reg.partial_fit(X, then)
+        assert clone(reg).set_params(warm_start=False).fit(X, then).predict(X).shape == \
+            then.shape  # a fresh fit takes the new shape
+
+
+def test_set_params_dtype_on_a_fitted_net_reinitializes_it(digits):
+    X, y = digits
+    net = net_(init_scaler=InitScaler(1.0)).fit(X, y)
+    net.set_params(dtype="float64")
+    assert all(p.dtype == torch.float64 for p in net.module_.parameters())
+    fresh = net_(init_scaler=InitScaler(1.0), dtype="float64", max_epochs=0).fit(X, y)
+    np.testing.assert_array_equal(net.predict_proba(X), fresh.predict_proba(X))
+    net.partial_fit(X, y)  # the optimizer follows the new parameters
+    assert not np.array_equal(net.predict_proba(X), fresh.predict_proba(X))
+
+
+def test_images_of_another_shape_and_sample_weight_are_refused(digits):
+    from goldisk.models import SmallCNN
+
+    X, y = digits
+    net = GoldilocksClassifier(SmallCNN, max_epochs=1, random_state=0).fit(
+        X.reshape(-1, 1, 8, 8), y)
+    for shape in ((1, 10, 10), (1, 4, 16), (64,)):
+        Z = np.zeros((3, *shape))
+        with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\)"):
+            net.predict(Z)
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        net_().fit(X, y, sample_weight=np.ones(len(y)))
 
 
 def test_partial_fit_classes_fixes_the_label_set_on_the_first_call(digits):

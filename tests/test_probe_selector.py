@@ -2,6 +2,7 @@
 
 import pickle
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +26,7 @@ from goldisk import (
     subspace_hessian,
 )
 from goldisk._flat import ParamLayout
+from goldisk._rng import check_random_state
 from goldisk.callbacks import RadiusTracker
 from goldisk.models import MLP
 
@@ -324,3 +326,31 @@ def test_selector_n_jobs_gives_the_same_candidates(digits):
     assert serial.best_seed_ == parallel.best_seed_
     with pytest.raises(ValueError, match="n_jobs must be None or a nonzero int"):
         GoldilocksSelector(small_net(), n_jobs=0).fit(X, y)
+
+
+@pytest.mark.parametrize("state", [np.random.default_rng(3), np.random.RandomState(3)],
+                         ids=["Generator", "RandomState"])
+def test_selector_probe_generator_gives_every_candidate_the_same_subspaces(digits, state):
+    # one seed is drawn from the probe's generator: serial and parallel runs agree, and
+    # every candidate is measured in the same subspaces as an int seed would give
+    X, y = digits
+    kw = dict(n_candidates=3, random_state=5, refit=False)
+    probe = CurvatureProbe(dim=4, n_subspaces=1, random_state=state)
+    serial = GoldilocksSelector(small_net(), probe=probe, **kw).fit(X, y)
+    threads = GoldilocksSelector(small_net(), probe=probe, n_jobs=2, **kw)
+    with joblib.parallel_config(backend="threading"):
+        threads.fit(X, y)
+    pd.testing.assert_frame_equal(serial.candidates_, threads.candidates_)
+    seed = int(check_random_state(clone(probe).random_state).integers(0, 2**31 - 1))
+    fixed = GoldilocksSelector(small_net(), probe=clone(probe).set_params(random_state=seed),
+                               **kw).fit(X, y)
+    pd.testing.assert_frame_equal(serial.candidates_, fixed.candidates_)
+
+
+def test_selector_keeps_the_feature_names_of_a_dataframe(digits):
+    X, y = digits
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
+    for refit in (False, True):
+        sel = GoldilocksSelector(small_net(), n_candidates=2, refit=refit, random_state=0,
+                                 probe=CurvatureProbe(dim=3, random_state=0)).fit(frame, y)
+        np.testing.assert_array_equal(sel.feature_names_in_, frame.columns)

@@ -91,6 +91,34 @@ def test_grid_search_same_numbers_across_n_jobs_and_backends():
         np.testing.assert_array_equal(p, proba)
 
 
+class _DropoutMLP(torch.nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
+                                       torch.nn.Dropout(0.5), torch.nn.Linear(16, out_features))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _fit_dropout_net(seed, X, y):
+    # no InitScaler: the module's own initialization and dropout both draw from torch's
+    # global RNG, which threads share
+    net = GoldilocksClassifier(_DropoutMLP, max_epochs=3, lr=1e-2, batch_size=16,
+                               random_state=seed)
+    return net.fit(X, y).predict_proba(X)
+
+
+def test_threads_fitting_at_once_give_the_serial_numbers(data):
+    X, y = data
+    serial = [_fit_dropout_net(seed, X, y) for seed in range(4)]
+    with joblib.parallel_config(backend="threading", n_jobs=4):
+        threaded = joblib.Parallel()(joblib.delayed(_fit_dropout_net)(seed, X, y)
+                                     for seed in range(4))
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def _sweep_rows(X, y, n_jobs, backend=None):
     kw = dict(radii=[0.3, 3.0], dims=(2, 3), n_subspaces=2, max_samples=40, progress=False,
               random_state=7, n_jobs=n_jobs)

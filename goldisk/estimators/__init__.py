@@ -7,7 +7,7 @@ grid-searchable parameters; ``CurvatureProbe`` measures (and scores) curvature;
 """
 
 from ._init_scaler import InitScaler
-from ._nets import GoldilocksClassifier, GoldilocksRegressor
+from ._nets import GoldilocksClassifier, GoldilocksRegressor, encoded_accuracy
 from ._probe import SCORES, CurvatureProbe
 from ._selector import GoldilocksSelector
 from ._subspace_projector import SubspaceProjector, layer_metric
@@ -20,5 +20,6 @@ __all__ = [
     "GoldilocksSelector",
     "InitScaler",
     "SubspaceProjector",
+    "encoded_accuracy",
     "layer_metric",
 ]

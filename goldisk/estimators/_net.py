@@ -9,6 +9,7 @@ import copy
 import inspect
 import math
 import numbers
+import threading
 
 import numpy as np
 import torch
@@ -29,17 +30,29 @@ _NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
 _SEED_HIGH = 2**62
 
 
+#: Serializes the blocks that seed torch's global RNG: threads share it, so two nets
+#: training at once in threads (joblib's threading backend) would draw each other's numbers.
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _fork_rng(seed: int, device="cpu"):
     """Run a block with torch's global RNG (CPU, and CUDA ``device``) seeded by ``seed``,
-    restoring the caller's RNG state afterwards."""
+    restoring the caller's RNG state afterwards. One thread at a time (the RNG is global)."""
     dev = torch.device("cpu" if device is None else device)
     cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
         torch.default_generator.manual_seed(int(seed))
         for i in cuda:
             torch.cuda.default_generators[i].manual_seed(int(seed))
         yield
+
+
+def _check_fit_params(fit_params: dict) -> None:
+    # skorch passes fit parameters to the module's forward: a weighted loss is not one
+    if "sample_weight" in fit_params:
+        raise ValueError("sample_weight is not supported: the loss is the plain mean over "
+                         "samples. Resample X (e.g. repeat rows) to weight samples.")
 
 
 class _GoldilocksNet:
@@ -60,9 +73,9 @@ class _GoldilocksNet:
     def set_params(self, **params):
         """Set parameters; ``init_scaler__*`` and ``subspace__*`` go to the nested objects.
 
-        On an initialized net, changing ``init_scaler``, ``subspace`` or their
-        parameters re-initializes the module (with the same seeds), the criterion and
-        the optimizer, as skorch does for ``module__*``.
+        On an initialized net, changing ``init_scaler``, ``subspace``, their parameters or
+        ``dtype`` re-initializes the module (with the same seeds), the criterion, the
+        optimizer and the callbacks, as skorch does for ``module__*``.
         """
         nested, top, rest = {}, {}, {}
         for key, value in params.items():
@@ -86,8 +99,8 @@ class _GoldilocksNet:
                     f"Pass {name}={_NESTED[name].__name__}(...) first."
                 )
             obj.set_params(**sub)
-        if self.initialized_ and (top or nested):
-            keys = sorted(k for k in params if k.partition("__")[0] in _NESTED)
+        if self.initialized_ and (top or nested or "dtype" in params):
+            keys = sorted(k for k in params if k.partition("__")[0] in _NESTED or k == "dtype")
             msg = self._format_reinit_msg("module", dict.fromkeys(keys))
             self._initialize_module(reason=msg)
             self._initialize_criterion(reason="Re-initializing criterion.")
@@ -238,6 +251,10 @@ class _GoldilocksNet:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
             module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
         self.module_ = module
+        if self.initialized_ and getattr(self, "callbacks_", None) is not None:
+            # a rebuilt module (set_params): callbacks' state about the old one (the start
+            # point of RadiusTracker, EarlyStopping's best score) starts over
+            self._initialize_callbacks()
         return self
 
     @property
@@ -255,6 +272,12 @@ class _GoldilocksNet:
     # ------------------------------------------------------------------ data
     def _validate_X(self, X, y="no_validation", reset=False, **kw):
         kw.update(reset=reset, dtype=np.dtype(check_dtype(self.dtype)), allow_nd=True)
+        fitted = getattr(self, "sample_shape_", ())
+        shape = tuple(getattr(X, "shape", ())[1:])
+        if not reset and len(fitted) > 1 and shape and shape != fitted:
+            # validate_data compares X.shape[1] only: images of another size would pass
+            raise ValueError(f"X has samples of shape {shape} but the net was fitted on "
+                             f"samples of shape {fitted}; pass X of that shape.")
         try:
             if isinstance(y, str):  # predict: X only
                 X, y = validate_data(self, X, **kw), None
@@ -271,6 +294,7 @@ class _GoldilocksNet:
             X = X.copy()
         if reset:
             self.in_features_ = int(math.prod(X.shape[1:]))
+            self.sample_shape_ = tuple(X.shape[1:])
         return X, y
 
     def get_iterator(self, dataset, training=False):
@@ -310,6 +334,7 @@ class _GoldilocksNet:
     def fit(self, X, y, **fit_params):
         """Validate ``(X, y)``, (re-)initialize unless ``warm_start``, and train
         ``max_epochs`` epochs (``max_epochs=0``: initialize only)."""
+        _check_fit_params(fit_params)
         X, y = self._prepare_fit(X, y, reset=not (self.warm_start and self.initialized_))
         self._check_module_kwargs()
         if not self.warm_start or not self.initialized_:
@@ -323,6 +348,7 @@ class _GoldilocksNet:
         ``classes`` (classifiers, as in scikit-learn): every label the stream will hold,
         used on the first call (when the net is built) and ignored afterwards.
         """
+        _check_fit_params(fit_params)
         reset = not self.initialized_
         X, y = self._prepare_fit(X, y, reset=reset, classes=classes if reset else None)
         if not self.initialized_:

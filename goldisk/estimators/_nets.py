@@ -8,10 +8,18 @@ import torch
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import EpochScoring
 
 from ._net import _GoldilocksNet
 
 __all__ = ["GoldilocksClassifier", "GoldilocksRegressor"]
+
+
+def encoded_accuracy(net, X, y):
+    """Accuracy for an ``EpochScoring`` inside ``fit``: skorch hands callbacks the encoded
+    labels ``0..n_classes-1`` (positions in ``classes_``), so they are compared with the
+    argmax of ``predict_proba``, not with ``predict`` (which returns the original labels)."""
+    return float(np.mean(net.predict_proba(X).argmax(axis=1) == np.asarray(y)))
 
 
 _SHARED_DOC = """
@@ -53,6 +61,9 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
 
     The module returns logits; the loss is cross-entropy; labels of any type are encoded
     to ``0..n_classes-1`` (``classes_``), and ``predict`` returns the original labels.
+    skorch callbacks see the encoded labels: ``valid_acc`` accounts for it, and a scoring
+    callback of your own should compare ``predict_proba(X).argmax(1)`` with ``y`` (as
+    :func:`goldisk.estimators.encoded_accuracy` does), not ``predict(X)``.
     """ + _SHARED_DOC.format(what="logits", criterion="torch.nn.CrossEntropyLoss") + """
     classes : array-like or None, default=None
         Through ``**kwargs`` (skorch's parameter): all labels; ``None`` infers them from
@@ -91,6 +102,13 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
         self.subspace = subspace
         self.dtype = dtype
         self.random_state = random_state
+
+    @property
+    def _default_callbacks(self):
+        # skorch's valid_acc compares predict() (original labels) with the encoded y of the
+        # validation Dataset: right only for labels 0..K-1 already
+        return [(name, EpochScoring(encoded_accuracy, name="valid_acc", lower_is_better=False))
+                if name == "valid_acc" else (name, cb) for name, cb in super()._default_callbacks]
 
     def _n_outputs(self):
         try:
@@ -185,9 +203,14 @@ class GoldilocksRegressor(_GoldilocksNet, NeuralNetRegressor):
                              "none.")
         X, y = self._validate_X(X, y, reset=reset, multi_output=True, y_numeric=True)
         y = np.asarray(y, dtype=X.dtype)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if reset:
             self.y_ndim_ = y.ndim
-            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+            self.n_outputs_ = n_outputs
+        elif n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} target(s) per sample but the net was fitted "
+                             f"with {self.n_outputs_}; pass y of the same shape, or call fit "
+                             "(without warm_start) to start over.")
         return X, y.reshape(len(y), -1)
 
     def predict(self, X):

@@ -51,7 +51,7 @@ def _delegate(method):
 
 
 def _measure_candidate(estimator, prefix, seed, probe, criterion, X, y):
-    """``(row, n_features_in_)`` of one candidate: initialized with ``seed``, measured."""
+    """``(row, input attributes)`` of one candidate: initialized with ``seed``, measured."""
     cand = clone(estimator).set_params(**{prefix + "random_state": seed,
                                           prefix + "max_epochs": 0})
     cand.fit(X, y)
@@ -68,8 +68,13 @@ def _measure_candidate(estimator, prefix, seed, probe, criterion, X, y):
         if len(table) > 1:  # over the probe's subspaces: the ranking's noise
             spread = float(table[criterion].std(ddof=1))
     stats = table.drop(columns=["subspace"]).mean(numeric_only=True).to_dict()
-    return {"score": score, "score_std": spread, **stats}, getattr(cand, "n_features_in_",
-                                                                   None)
+    return {"score": score, "score_std": spread, **stats}, _input_attributes(cand)
+
+
+def _input_attributes(estimator) -> dict:
+    """``n_features_in_`` and ``feature_names_in_`` (DataFrame input) of a fitted estimator."""
+    return {k: getattr(estimator, k) for k in ("n_features_in_", "feature_names_in_")
+            if hasattr(estimator, k)}
 
 
 class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
@@ -95,7 +100,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         initialized candidate.
     probe : CurvatureProbe or None, default=None
         ``None``: ``CurvatureProbe(dim=20, n_subspaces=1, max_samples=500)``. A probe
-        without ``random_state`` gets one seed for all candidates (the same subspaces).
+        without ``random_state``, or with a numpy Generator or RandomState as one, gets
+        one int seed for all candidates (the same subspaces).
     refit : bool, default=True
         Fit the best candidate (``best_estimator_``); ``False`` only ranks them (then
         ``predict``, ``predict_proba``, ``score`` and ``classes_`` are not available).
@@ -120,6 +126,9 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     best_score_ : float
     best_estimator_ : estimator
         Fitted from the best candidate's initialization (when ``refit``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` was a DataFrame.
 
     Examples
     --------
@@ -176,6 +185,14 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             else clone(self.probe)
         if probe.random_state is None:
             probe.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
+        elif not isinstance(probe.random_state, numbers.Integral):
+            # a Generator / RandomState would be used up candidate after candidate (and
+            # copied per worker): one seed from it gives every candidate the same subspaces
+            try:
+                seed = int(check_random_state(probe.random_state).integers(0, 2**31 - 1))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"invalid probe__random_state: {exc}") from exc
+            probe.set_params(random_state=seed)
         # candidates are independent: joblib runs them in parallel (n_jobs, or a
         # parallel_config / dask / ray backend), in order, with the same numbers
         results = Parallel(n_jobs=self.n_jobs)(
@@ -183,8 +200,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
                                         X, y) for seed in seeds)
         rows = [{"candidate": i, "seed": seed, **row}
                 for i, (seed, (row, _)) in enumerate(zip(seeds, results, strict=True))]
-        if results[-1][1] is not None:
-            self.n_features_in_ = results[-1][1]
+        for name, value in results[-1][1].items():
+            setattr(self, name, value)
         self.candidates_ = pd.DataFrame(rows)
         scores = self.candidates_["score"].to_numpy(dtype=float)
         if np.all(np.isnan(scores)):
@@ -201,8 +218,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         if self.refit:
             est = clone(self.estimator).set_params(**{prefix + "random_state": self.best_seed_})
             self.best_estimator_ = est.fit(X, y, **fit_params)
-            if hasattr(est, "n_features_in_"):
-                self.n_features_in_ = est.n_features_in_
+            for name, value in _input_attributes(est).items():
+                setattr(self, name, value)
         return self
 
     @available_if(_delegate("predict"))
