@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import threading
 
 import numpy as np
 import torch
 
-__all__ = ["check_random_state", "torch_generator", "draw_seed"]
+__all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng"]
 
 
 def check_random_state(random_state) -> np.random.Generator:
@@ -75,3 +77,21 @@ def torch_generator(random_state, device="cpu") -> torch.Generator:
     else:
         gen.manual_seed(draw_seed(random_state))
     return gen
+
+
+#: Serializes the blocks that seed torch's global RNG: threads share it, so two nets
+#: training at once in threads (joblib's threading backend) would draw each other's numbers.
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def fork_global_rng(seed: int, device="cpu"):
+    """Run a block with torch's global RNG (CPU, and CUDA ``device``) seeded by ``seed``,
+    restoring the caller's RNG state afterwards. One thread at a time (the RNG is global)."""
+    dev = torch.device("cpu" if device is None else device)
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(int(seed))
+        for i in cuda:
+            torch.cuda.default_generators[i].manual_seed(int(seed))
+        yield

@@ -4,12 +4,10 @@ chosen radius and subspace, data checks and reproducible randomness."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import math
 import numbers
-import threading
 
 import numpy as np
 import torch
@@ -18,7 +16,7 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._flat import ParamLayout
-from .._rng import check_random_state, torch_generator
+from .._rng import check_random_state, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_device
 from ._init_scaler import DTYPES, InitScaler, check_dtype
@@ -28,24 +26,6 @@ __all__ = ["_GoldilocksNet"]
 
 _NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
 _SEED_HIGH = 2**62
-
-
-#: Serializes the blocks that seed torch's global RNG: threads share it, so two nets
-#: training at once in threads (joblib's threading backend) would draw each other's numbers.
-_GLOBAL_RNG_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _fork_rng(seed: int, device="cpu"):
-    """Run a block with torch's global RNG (CPU, and CUDA ``device``) seeded by ``seed``,
-    restoring the caller's RNG state afterwards. One thread at a time (the RNG is global)."""
-    dev = torch.device("cpu" if device is None else device)
-    cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(int(seed))
-        for i in cuda:
-            torch.cuda.default_generators[i].manual_seed(int(seed))
-        yield
 
 
 def _check_fit_params(fit_params: dict) -> None:
@@ -216,7 +196,7 @@ class _GoldilocksNet:
             raise ValueError("call initialize() (or fit) before initialize_module().")
         self._check_goldisk_params()
         kwargs = self._module_kwargs()
-        with _fork_rng(seeds["module"]):
+        with fork_global_rng(seeds["module"]):
             try:
                 module = self.initialized_instance(self.module, kwargs)
             except TypeError as exc:
@@ -316,7 +296,7 @@ class _GoldilocksNet:
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's loop inside a forked global RNG seeded from ``random_state``."""
-        with _fork_rng(int(self.train_rng_.integers(0, _SEED_HIGH)), self.device):
+        with fork_global_rng(int(self.train_rng_.integers(0, _SEED_HIGH)), self.device):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def get_dataset(self, X, y=None):
