@@ -10,7 +10,7 @@ Peak memory is compared with one forward-backward pass at the same batch size pl
 floats; a TorchDispatchMode records the largest tensor created, to show that no D x d
 array exists for the sparse and Fastfood projections.
 
-Overhead: an MLP 784-w-w-10 (w = 200 on CPU: D = 199,210; w = 700 on GPU: D = 1,046,010),
+Overhead: an MLP 784-w-w-10 (w = 200 on CPU: D = 199,210; w = 700 on GPU: D = 1,047,210),
 float32, batch 128, Adam, one step = zero_grad + forward + backward + step. After 3 warm-up
 steps each, the methods take turns in blocks of ``--steps`` timed steps, each after one
 untimed step, for ``--repeats`` rounds (full, dense, sparse, ..., full, dense, ...), so that
@@ -248,7 +248,7 @@ def _li_port():
 
 
 def overhead(dev, D_target, d, batch, steps=5, repeats=20):
-    width = 700 if D_target > 500_000 else 200  # D = 1,046,010 or 199,210
+    width = 700 if D_target > 500_000 else 200  # D = 1,047,210 or 199,210
     net = MLP(784, (width, width), 10).to(dev)
     D = sum(p.numel() for p in net.parameters())
     gen = torch.Generator().manual_seed(0)

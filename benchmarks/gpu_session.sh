@@ -30,7 +30,7 @@ step 100 correctness python3 benchmarks/gpu_correctness.py --out "$OUT/gpu_corre
 # the whole batch and micro-batches of 64 (peak = max_memory_allocated)
 step 330 resnet python3 benchmarks/bench_scale.py --device cuda --only scale --kinds sparse \
     --chunks 1 16 --job-timeout 90 --out "$OUT/bench_scale_cuda_resnet.json"
-# 5.2: subspace-training overhead at D = 1,046,010
+# 5.2: subspace-training overhead at D = 1,047,210
 step 60 overhead python3 benchmarks/bench_scale.py --device cuda --only overhead --repeats 10 \
     --out "$OUT/bench_scale_cuda_overhead.json"
 # 5.1: Fort's Figure-4 sweep (sparse), and one configuration by each engine
