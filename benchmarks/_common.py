@@ -62,6 +62,10 @@ def load_average() -> list[float] | None:
 
 
 def git_commit(repo: Path) -> str | None:
+    """HEAD of ``repo``; where the tree is a copy without ``.git`` (a lent GPU machine), the
+    ``GOLDISK_COMMIT`` environment variable the launcher sets."""
+    if os.environ.get("GOLDISK_COMMIT"):
+        return os.environ["GOLDISK_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],

@@ -178,7 +178,7 @@ def _scale_job(job):
                 "no_Dxd_array": spy.largest < D * d}
     subspace_hessian(net, X[:1], y[:1], make_projection(kind, D, 2, random_state=0,
                                                         dtype=torch.float32, device=dev),
-                     batch_size=1, dtype=torch.float32)  # warm-up (kernels, allocator)
+                     batch_size=1, dtype=torch.float32, method=method)  # warm-up
     with PeakMemory(dev) as cache:  # P's lazily built CSR / index caches, kept with P
         P.transpose(P(torch.zeros(d, device=dev))[None])
     with PeakMemory(dev, tensors) as mem:
@@ -197,35 +197,51 @@ def _scale_job(job):
 
 
 def _run_job(ctx, job, job_timeout):
-    """``_scale_job(job)`` in a fresh process; a row over ``job_timeout`` s is recorded as
-    such and its worker killed."""
+    """``_scale_job(job)`` in a fresh process; a row over ``job_timeout`` s, or one that
+    fails (out of memory, a crashed worker), is recorded as such and its worker killed, so
+    the rows after it still run."""
     pool = ProcessPoolExecutor(1, mp_context=ctx)
     try:
         return pool.submit(_scale_job, job).result(timeout=job_timeout)
     except TimeoutError:
-        for proc in list(pool._processes.values()):
-            proc.kill()
         return dict(job, timeout_s=job_timeout)
+    except Exception as exc:  # noqa: BLE001 - recorded in the row, the run goes on
+        return dict(job, error=f"{type(exc).__name__}: {str(exc).strip()[:300]}")
     finally:
+        for proc in list((pool._processes or {}).values()):
+            proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
 def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_timeout=None,
-          micro_batches=()):
+          micro_batches=(), deadline=None, on_row=None):
     """ResNet-18, d = ``d``: time and peak memory per projection (and per micro-batch size:
     the same Hessian of the ``batch`` samples, accumulated over smaller slices), each row in
-    its own process, against one forward-backward pass at ``batch`` plus ``d^2`` floats."""
+    its own process, against one forward-backward pass at ``batch`` plus ``d^2`` floats.
+
+    Rows in order of importance: the forward-backward (the budget), goldisk's Hessians, the
+    floors, the no-``D x d`` audit. ``deadline`` (``time.monotonic()`` value): no row starts
+    after it and none runs past it (recorded as skipped or timed out); ``on_row(rows)`` is
+    called after every row (the caller saves them)."""
     ctx = multiprocessing.get_context("spawn")
     base = {"device": str(dev), "d": d, "batch": batch}
-    jobs = [dict(base, what=what) for what in ("fwd_bwd", *BARE_HVPS)]
-    jobs += [dict(base, what="largest", kind=kind, d=20, batch=min(batch, 16), method=method)
-             for kind in kinds for method in methods]
+    jobs = [dict(base, what="fwd_bwd")]
     jobs += [dict(base, what="hessian", kind=kind, method=method, chunk=chunk, micro=micro)
              for kind in kinds for method in methods for chunk in chunks
              for micro in (None, *micro_batches)]
+    jobs += [dict(base, what=what) for what in BARE_HVPS]
+    jobs += [dict(base, what="largest", kind=kind, d=20, batch=min(batch, 16), method=method)
+             for kind in kinds for method in methods]
     rows = []
     for job in jobs:
-        row = _run_job(ctx, job, job_timeout)
+        limit, left = job_timeout, None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            limit = left if limit is None else min(limit, left)
+        if left is not None and left < 15:
+            row = dict(job, skipped="deadline")
+        else:
+            row = _run_job(ctx, job, limit)
         if row["what"] != "fwd_bwd":
             fwd_bwd, floats = rows[0], d * d * 4 / 2**20
             for key in ("peak_mib", "tensor_peak_mib"):
@@ -236,6 +252,8 @@ def scale(dev, d, batch, chunks, methods, kinds=("sparse", "fastfood"), job_time
                                 "fwd_bwd_" + key: fwd_bwd[key]})
         rows.append(row)
         print(row, flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -349,9 +367,14 @@ def main():
                     help="extra ResNet rows computing the same Hessian in slices of these many "
                          "samples (subspace_hessian's batch_size; default: half the batch on "
                          "GPU, none on CPU)")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds from the start after which no ResNet row starts or runs on; "
+                         "the JSON is saved after every row either way")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_scale_<dev>)")
     args = ap.parse_args()
+    deadline = None if args.deadline is None else time.monotonic() + args.deadline
     dev = torch.device(args.device)
+    path = Path(args.out) if args.out else RESULTS / f"bench_scale_{dev.type}.json"
     out = {"device": str(dev), "torch": torch.__version__,
            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
            "threads": torch.get_num_threads(), "environment": environment(str(dev))}
@@ -364,6 +387,8 @@ def main():
         print(format_table(table, [("method", "method", ""), ("D", "D", ",d"), ("d", "d", ",d"),
                                    ("step_ms", "ms/step", ".3f"), ("ratio", "x full", ".2f")]))
         print(f"Li et al. port: {notes['li_et_al_port']}")
+        print("summary: overhead (x full-space step) " + ", ".join(
+            f"{r['method']} {r['ratio']:.2f}" for r in rows if "ratio" in r))
     if args.only in (None, "scale"):
         batch = args.scale_batch or (128 if dev.type == "cuda" else 8)
         chunks = args.chunks or ([1, 16] if dev.type == "cuda" else [None])
@@ -371,11 +396,15 @@ def main():
         micro = args.micro_batches
         if micro is None:
             micro = [batch // 2] if dev.type == "cuda" else []
+        def save(rows):
+            write_json(path, dict(out, scale=rows, partial=True))
+
         out["scale"] = scale(dev, args.d, batch, chunks, methods, args.kinds, args.job_timeout,
-                             micro)
+                             micro, deadline, save)
         out["scale_notes"] = (
             "ResNet-18 (CIFAR stem, eval-mode BatchNorm), float32, one random batch; each row "
-            "in its own process; peak memory: " + out["scale"][0]["memory"] + " above the "
+            "in its own process; peak memory: " + out["scale"][0].get("memory", "n/a") +
+            " above the "
             "memory in use at the start (CPU rows with d <= " + str(TENSOR_MAX_D) + ": "
             "tensor_peak_mib, the peak of live tensor bytes from the profiler's allocation "
             "events, which is what the GPU's max_memory_allocated counts; their resident-set "
@@ -383,8 +412,16 @@ def main():
             "d^2 floats (over_budget, tensor_over_budget); chunk None = automatic; "
             "micro_batch = subspace_hessian's batch_size")
     out["environment"]["load_average_end"] = load_average()
-    path = Path(args.out) if args.out else RESULTS / f"bench_scale_{dev.type}.json"
     write_json(path, out)
+    for row in out.get("scale", []):
+        if row["what"] == "hessian":
+            got = row.get("error") or row.get("skipped") or (
+                f"timeout {row['timeout_s']:.0f} s" if "timeout_s" in row else
+                f"{row['seconds_per_direction']:.3f} s/dir, "
+                f"{row.get('over_budget', row.get('tensor_over_budget', float('nan'))):.2f}x "
+                "budget")
+            print(f"summary: ResNet-18 {row['kind']} chunk={row['chunk']} "
+                  f"micro={row.get('micro_batch', row.get('micro'))}: {got}")
     print(f"load average: start {out['environment']['load_average_start']}, "
           f"end {out['environment']['load_average_end']}")
     print(f"saved {path}")

@@ -14,13 +14,15 @@ loop of Hessian-vector products (the PyHessian-style double-backward loop) on th
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, write_json  # noqa: E402
 
 from goldisk._flat import ParamLayout, parameter_vector
 from goldisk.curvature import per_sample_loss, subspace_hessian
@@ -139,16 +141,20 @@ def main(argv=None):
         "rel_err_vs_loop": err, "per_config_by_engine": engines,
         "torch": torch.__version__, "python": sys.version.split()[0],
         "platform": platform.platform(), "threads": torch.get_num_threads(),
+        "environment": environment(str(device)),
     }
     if args.peak_tflops:
         out["fraction_of_peak"] = out["achieved_tflops"] / args.peak_tflops
     for k, v in out.items():
-        print(f"{k:>26}: {v}")
+        if k != "environment":
+            print(f"{k:>26}: {v}")
     path = Path(args.out) if args.out else (
         RESULTS / f"bench_sweep_{args.workload}_{args.projection}_{device.type}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"saved {path}")
+    write_json(path, out)
+    engines = ", ".join(f"{m} {e['seconds']:.3f} s" for m, e in engines.items())
+    print(f"summary: {args.workload} sweep {sweep_s:.2f} s on {device.type} "
+          f"({out['sweep_speedup_vs_loop']:.1f}x the HVP loop); per configuration: goldisk "
+          f"{ours_s:.3f} s, HVP loop {loop_s:.3f} s, {engines}; saved {path}")
 
 
 if __name__ == "__main__":

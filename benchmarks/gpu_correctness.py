@@ -13,11 +13,13 @@ onto its batched (GPU) path; ``--quick`` uses small problems (tests/test_benchma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, write_json  # noqa: E402
 
 from goldisk.curvature import hutchinson, model_state, subspace_hessian
 from goldisk.models import MLP, SmallCNN, init_weights_
@@ -57,7 +59,15 @@ def main(argv=None):
         import goldisk.curvature._reverse as reverse
 
         reverse.LOOP_MAX = 0
+    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"{dev} (rehearsal)"
+    path = Path(args.out or Path(__file__).parent / "results" / "gpu_correctness.json")
     out, ok = [], True
+    env = environment(dev)
+
+    def save(done=False):  # after every row: a run cut short keeps what it measured
+        write_json(path, {"device": name, "torch": torch.__version__, "environment": env,
+                          "rows": out, "float64_within_1e-8": bool(ok), "complete": done})
+
     d = 8 if args.quick else 50
     for name, net, X, y in problems(args.quick):
         D = sum(p.numel() for p in net.parameters())
@@ -81,6 +91,7 @@ def main(argv=None):
                       row["f64_G_reverse"]) <= 1e-8
             out.append(row)
             print(row, flush=True)
+            save()
         h_cpu = hutchinson(net, X[:200], y[:200], n_probes=8, random_state=0)
         h_gpu = hutchinson(net, X[:200], y[:200], n_probes=8, random_state=0, device=dev)
         s_cpu, s_gpu = model_state(net, X, y), model_state(net, X, y, device=dev)
@@ -89,12 +100,13 @@ def main(argv=None):
         ok &= row["hutchinson_trace_rel"] <= 1e-8 and row["state_loss_rel"] <= 1e-8
         out.append(row)
         print(row, flush=True)
-    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"{dev} (rehearsal)"
-    path = Path(args.out or Path(__file__).parent / "results" / "gpu_correctness.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": out,
-                                "float64_within_1e-8": bool(ok)}, indent=2))
-    print("float64 within 1e-8:", ok)
+        save()
+    save(done=True)
+    worst = max(v for r in out for k, v in r.items() if k.startswith("f64_") or
+                k.endswith("_rel"))
+    f32 = [v for r in out for k, v in r.items() if k.startswith("f32")]
+    print(f"summary: float64 within 1e-8: {ok} (worst {worst:.1e}); float32/TF32 "
+          f"{min(f32):.1e} to {max(f32):.1e}; saved {path}")
     return 0 if ok else 1
 
 
