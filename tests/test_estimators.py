@@ -324,3 +324,12 @@ def test_predict_proba_rows_sum_to_one_in_float64(digits):
     assert p.dtype == np.float64 and np.abs(p.sum(axis=1) - 1).max() <= 4e-16
     logits = net.module_(torch.as_tensor(X, dtype=torch.float32)).detach().double()
     np.testing.assert_allclose(p, torch.softmax(logits, 1).numpy(), rtol=0, atol=1e-6)
+
+
+def test_initialize_before_fit_says_how_to_give_the_sizes(digits):
+    # skorch's initialize() + load_params pattern: the sizes fit would infer are not known
+    with pytest.raises(ValueError, match=r"before any fit \(initialize\(\), then load_params"):
+        net_().initialize()
+    X, y = digits
+    net = net_(module__in_features=64, module__out_features=10, classes=list(range(10)))
+    assert net.initialize().predict(X[:3]).shape == (3,)

@@ -213,6 +213,11 @@ class _GoldilocksNet:
                     fix = (f"Pass exactly the arguments it takes ({takes}) as "
                            "module__<name>=...; in_features and out_features are inferred "
                            "from the data when the class takes them")
+                    if getattr(self, "in_features_", None) is None:  # initialize() before fit
+                        fix += (" at fit: before any fit (initialize(), then load_params) "
+                                "pass them, e.g. module__in_features=64, "
+                                "module__out_features=10, classes=[...], or fit with "
+                                "max_epochs=0 first")
                 raise ValueError(
                     f"could not build module={self.module!r} with {kwargs}: {exc}. {fix}."
                 ) from exc
