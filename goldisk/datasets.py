@@ -9,6 +9,7 @@ torchvision from a local ``root`` directory.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -238,6 +239,13 @@ def load_torchvision(name: str, root, train: bool = True, download: bool = False
                 "holding the dataset, or pass download=True (--download on the CLI)."
             )
         missing = [f for f in files if not os.path.isfile(os.path.join(root, f))]
+        gz = [f for f in missing if os.path.isfile(os.path.join(root, f + ".gz"))]
+        if gz:  # torchvision reads the uncompressed files only
+            raise ValueError(
+                f"the data root {root!r} holds {gz[0]!r}.gz but not {gz[0]!r}: torchvision "
+                "reads the uncompressed files; gunzip them in place (gunzip -k "
+                f"{os.path.join(root, os.path.dirname(gz[0]), '*.gz')})."
+            )
         if missing:
             raise ValueError(
                 f"the data root {root!r} has no {key} dataset (missing {missing[0]!r}); "
@@ -250,9 +258,28 @@ def load_torchvision(name: str, root, train: bool = True, download: bool = False
 
     try:
         tv = getattr(tvd, cls_name)(root, train=train, download=download)
-    except RuntimeError as exc:  # e.g. corrupted files (md5 mismatch)
-        raise ValueError(f"could not load {key} from root {root!r}: {exc}") from exc
+    except (RuntimeError, AssertionError, ValueError, TypeError, EOFError, OSError,
+            pickle.UnpicklingError) as exc:  # corrupted or truncated files, md5 mismatch
+        raise ValueError(
+            f"could not load {key} from root {root!r} ({type(exc).__name__}: "
+            f"{str(exc).strip() or 'unexpected file content'}): the files are corrupted or "
+            "not in torchvision's format; replace them with the official ones (or delete "
+            "them and pass download=True)."
+        ) from None
     data, targets = tv.data, tv.targets
+    if len(data) != len(targets):
+        raise ValueError(f"the {key} files under {root!r} hold {len(data)} images but "
+                         f"{len(targets)} labels; replace them with the official files.")
+    labels = np.asarray(targets.numpy() if isinstance(targets, torch.Tensor) else targets)
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"the {key} labels under {root!r} lie in [{labels.min()}, "
+                         f"{labels.max()}], not 0..9; replace the files with the official "
+                         "ones.")
+    shape = tuple(np.shape(data)[1:])
+    expected = image_shape[1:] if len(shape) == 2 else (*image_shape[1:], image_shape[0])
+    if shape != expected:
+        raise ValueError(f"the {key} images under {root!r} have shape {shape}, not "
+                         f"{expected}; replace the files with the official ones.")
     if max_samples is not None:
         if int(max_samples) < 1:
             raise ValueError(f"max_samples must be a positive int, got {max_samples}.")

@@ -180,7 +180,10 @@ def radius_sweep(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)
                                   or value < 1):
             raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
-    if max_samples is not None:
+    if max_samples is not None:  # lengths first: slicing would hide a mismatch
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} samples but y has {len(y)}; pass as many "
+                             "labels as samples.")
         X, y = X[:max_samples], y[:max_samples]
     cfg = {"model_key": _Key.of(model),
            "dims": dims, "reference": reference, "projection": projection, "kind": kind,

@@ -44,6 +44,7 @@ from goldisk import (
 )
 from goldisk.cli import main
 from goldisk.datasets import load_dataset, load_torchvision, make_circles3
+from goldisk.experiments import subspace_train, trajectory
 from goldisk.models import MLP, LeNet5, SmallCNN, init_weights_, make_model
 from goldisk.projections import make_projection
 from goldisk.sweep import radius_sweep
@@ -474,6 +475,18 @@ CASES = [
          lambda: radius_sweep(net(), X, Y, radii=[1.0], dims=(2,), max_samples=-5,
                               progress=False),
          ValueError, r"max_samples must be a positive int or None, got -5"),
+    case("radius_sweep-max_samples-hides-a-length-mismatch",
+         lambda: radius_sweep(net(), X, Y[:10], radii=[1.0], dims=(2,), max_samples=5,
+                              progress=False),
+         ValueError, r"X has 24 samples but y has 10"),
+    case("subspace_train-label-outside-the-logits",
+         lambda: subspace_train(net(), X, Y, X, np.where(Y == 2, 5, Y), radii=[1.0],
+                                dims=(2,), n_repeats=1, epochs=1, progress=False),
+         ValueError, r"y_val: y has labels in \[0, 5\] but model returns 3 logits"),
+    case("trajectory-label-outside-the-logits",
+         lambda: trajectory(net(), X, Y + 1, X, Y, radii=[1.0], n_repeats=1, epochs=1,
+                            progress=False),
+         ValueError, r"y has labels in \[1, 3\] but model returns 3 logits"),
     case("radius_sweep-radius_batch-zero",
          lambda: radius_sweep(net(), X, Y, radii=[1.0], dims=(2,), radius_batch=0,
                               progress=False),

@@ -251,3 +251,35 @@ def test_help_loads_no_heavy_module():
     assert goldisk.models.MLP is not None  # submodules load on access too
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         goldisk.nope  # noqa: B018
+
+
+def test_data_root_checks_and_an_unexpected_failure_leaves_no_folder(tmp_path, monkeypatch,
+                                                                     capsys):
+    base = ["sweep", "--dataset", "mnist", "--no-progress", "--radii", "1", "--dims", "2"]
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    assert main([*base, "--data-root", str(a_file), "--out", str(tmp_path / "o1")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main([*base, "--data-root", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o2")]) == 2
+    assert "add --download to create it" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+    import goldisk.sweep
+
+    def broken(*args, **kwargs):  # a bug deep inside: the traceback, and no empty --out
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(goldisk.sweep, "radius_sweep", broken)
+    out = tmp_path / "o3"
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["sweep", *TINY, "--radii", "1", "--dims", "2", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_resume_ignores_the_download_flag(tmp_path):
+    from goldisk.cli._common import changed_settings
+
+    old = {"dims": "2", "download": False, "data_root": "/d"}
+    assert changed_settings(old, dict(old, download=True)) == []
+    assert changed_settings(old, dict(old, data_root="/e")) == ["data_root"]

@@ -213,3 +213,45 @@ def test_corrupted_cifar_is_a_value_error(tmp_path):
     _fake_cifar(str(tmp_path))  # md5 check NOT bypassed: torchvision raises RuntimeError
     with pytest.raises(ValueError, match="could not load cifar10"):
         load_torchvision("cifar10", tmp_path)
+
+
+def _rewrite(raw_dir, name, array, magic):
+    _write_idx(os.path.join(raw_dir, name), array, magic)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("bad_magic", "corrupted or not in torchvision's format"),
+    ("empty_labels", "corrupted or not in torchvision's format"),
+    ("fewer_labels", "40 images but 10 labels"),
+    ("label_11", r"labels .* lie in \[0, 11\], not 0..9"),
+    ("32x32", r"images .* have shape \(32, 32\), not \(28, 28\)"),
+])
+def test_damaged_mnist_files_are_a_value_error_naming_the_fix(tmp_path, damage, match):
+    _fake_mnist(str(tmp_path), "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    if damage == "bad_magic":
+        images.write_bytes(b"<html>not found</html>" * 10)
+    elif damage == "empty_labels":
+        labels.write_bytes(b"")
+    elif damage == "fewer_labels":
+        _rewrite(raw, labels.name, np.arange(10) % 10, 2049)
+    elif damage == "label_11":
+        _rewrite(raw, labels.name, np.arange(40) % 12, 2049)
+    else:
+        _rewrite(raw, images.name, np.zeros((40, 32, 32)), 2051)
+    with pytest.raises(ValueError, match=match) as info:
+        load_torchvision("mnist", tmp_path)
+    assert "official" in str(info.value) or "download=True" in str(info.value)
+
+
+def test_gzipped_mnist_files_get_a_gunzip_hint(tmp_path):
+    import gzip
+
+    _fake_mnist(str(tmp_path), "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    for path in raw.iterdir():  # as downloaded by hand: only the .gz files
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    with pytest.raises(ValueError, match="gunzip"):
+        load_torchvision("mnist", tmp_path)

@@ -89,6 +89,10 @@ def main(argv=None) -> int:
         print(f"goldisk {args.command}: interrupted; rerun with --resume to continue",
               file=sys.stderr)
         return 130
+    except Exception:  # a bug or an unexpected failure: the traceback, and no empty folder
+        if fresh:
+            _remove_if_resultless(out)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -94,7 +94,10 @@ def add_common_arguments(p, out_default: str) -> None:
     p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-root", default=None, help="local folder of torchvision datasets")
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
-    p.add_argument("--max-samples", type=int, default=None, help="use the first N samples")
+    p.add_argument("--max-samples", type=int, default=None,
+                   help="use the first N samples of the training split (default: all; "
+                        "torchvision datasets are standardized with the whole split's "
+                        "per-channel statistics first)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
@@ -105,6 +108,7 @@ def add_common_arguments(p, out_default: str) -> None:
 #: Options that say how a run executes, not what it computes: a run may be resumed with
 #: other values (``n_jobs`` changes sums' order, hence the last bits, not the results).
 EXECUTION_ONLY = frozenset({"out", "resume", "force", "no_progress", "backend", "scheduler",
+                            "download",
                             "n_jobs", "func", "environment", "seconds", "seconds_total", "rows",
                             "summary"})
 
@@ -247,8 +251,12 @@ def load_data(args):
     from ..datasets import load_dataset
 
     check_common_arguments(args)
-    if args.data_root is not None and not Path(args.data_root).is_dir():
-        raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder")
+    root = None if args.data_root is None else Path(args.data_root)
+    if root is not None and root.exists() and not root.is_dir():
+        raise CLIError(f"--data-root {args.data_root} is a file; point it at a folder")
+    if root is not None and not root.exists() and not args.download:
+        raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder, "
+                       "or add --download to create it and fetch the dataset")
     kwargs = {}
     if args.dataset in ("mnist", "fashion-mnist", "cifar10"):
         if args.data_root is None:
@@ -258,7 +266,8 @@ def load_data(args):
     if args.max_samples is not None:
         if args.max_samples < 1:
             raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
-        ds.X, ds.y = ds.X[: args.max_samples], ds.y[: args.max_samples]
+        # copies: the whole split is freed (its statistics standardized the samples)
+        ds.X, ds.y = ds.X[: args.max_samples].copy(), ds.y[: args.max_samples].copy()
     return ds
 
 

@@ -51,7 +51,11 @@ def prepare(args):
                             args.bias)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"--model {args.model}: {exc}") from None
-    train, val = split_dataset(ds, random_state=args.seed)
+    try:
+        train, val = split_dataset(ds, random_state=args.seed)
+    except ValueError as exc:  # a stratified split needs >= 2 samples of every class
+        raise CLIError(f"{len(ds)} samples cannot be split 75/25 by class ({exc}); pass a "
+                       "larger --max-samples") from None
     X, Xv = train.X.reshape(len(train.X), -1), val.X.reshape(len(val.X), -1)
     return X, train.y, Xv, val.y, model
 

@@ -23,7 +23,7 @@ from .._radius import REFERENCES, reference_radius
 from .._rng import check_random_state
 from .._subspace import SubspaceModule
 from ..projections import make_projection
-from ._training import Units, check_ratios, point_at, train
+from ._training import Units, check_ratios, check_train_val, point_at, train
 
 __all__ = ["subspace_train", "intrinsic_dimension", "SUBSPACE_KINDS", "SUBSPACE_COLUMNS"]
 
@@ -118,6 +118,7 @@ def subspace_train(
     if int(n_repeats) < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}.")
     r_ref = reference_radius(model, reference)
+    check_train_val(model, X, y, X_val, y_val)
     rng = check_random_state(random_state)
     seeds = rng.integers(0, 2**62, size=(int(n_repeats), 2 + len(dims)))
     plan = []

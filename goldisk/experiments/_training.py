@@ -28,7 +28,7 @@ from ..curvature._state import logit_statistics
 from ..models import init_weights_
 
 __all__ = ["train", "OPTIMIZERS", "evaluate", "model_radius", "Units", "point_at",
-           "check_ratios", "log_grid"]
+           "check_ratios", "check_train_val", "log_grid"]
 
 OPTIMIZERS = ("adam", "sgd", "gd")
 
@@ -215,6 +215,19 @@ def train(
 
 
 # ---------------------------------------------------------------- bookkeeping
+def check_train_val(model: nn.Module, X, y, X_val, y_val) -> None:
+    """Training and validation data a classifier ``model`` can train on: finite, of equal
+    lengths, labels in ``0..n_outputs-1`` (a ``ValueError`` naming the set otherwise)."""
+    from .._validation import check_data, check_outputs
+
+    for (A, b), (nx, ny) in (((X, y), ("X", "y")), ((X_val, y_val), ("X_val", "y_val"))):
+        A, b = check_data(A, b, name_X=nx, name_y=ny)
+        try:
+            check_outputs(model, A, b)
+        except ValueError as exc:
+            raise ValueError(f"{ny}: {exc}" if nx == "X_val" else str(exc)) from None
+
+
 def check_ratios(values, name: str = "radii") -> np.ndarray:
     """Finite positive floats as a 1-D array, or a ValueError naming ``name``."""
     arr = np.asarray(values, dtype=float).ravel()

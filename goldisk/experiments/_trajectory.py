@@ -21,7 +21,7 @@ from torch import nn
 from .._flat import ParamLayout
 from .._radius import REFERENCES, reference_radius
 from .._rng import check_random_state
-from ._training import Units, check_ratios, point_at, train
+from ._training import Units, check_ratios, check_train_val, point_at, train
 
 __all__ = ["trajectory", "fit_radius_growth", "TRAJECTORY_COLUMNS"]
 
@@ -92,6 +92,7 @@ def trajectory(
         raise ValueError(f"modes must be a non-empty subset of ('free', 'fixed'), got {modes}.")
     if int(records_per_epoch) < 1:
         raise ValueError(f"records_per_epoch must be >= 1, got {records_per_epoch}.")
+    check_train_val(model, X, y, X_val, y_val)
     D = ParamLayout(model).D
     r_ref = reference_radius(model, reference)
     rng = check_random_state(random_state)
