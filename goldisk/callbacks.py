@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import uuid
 
 import numpy as np
 import torch
@@ -51,6 +52,42 @@ def full_point(net) -> torch.Tensor:
     return parameter_vector(module).clone()
 
 
+def _train_part(net, dataset_train, current):
+    """The data the net trains on: with a ``train_split``, the training part of the split
+    (skorch passes the unsplit data to ``on_train_begin``)."""
+    if getattr(net, "train_split", None) is None or dataset_train is None:
+        return current
+    from skorch.utils import data_from_dataset
+
+    try:
+        X, y = data_from_dataset(dataset_train)
+    except (AttributeError, TypeError, ValueError):  # a dataset skorch cannot unpack
+        return current
+
+    def as_np(a):
+        return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
+
+    return as_np(X), None if y is None else as_np(y)
+
+
+@torch.no_grad()
+def _logits(net, X, batch_size=4096) -> torch.Tensor:
+    """The module's outputs on ``X`` in eval mode, every submodule's mode restored and
+    torch's global RNG untouched (unlike ``net.forward``, whose DataLoader draws from it)."""
+    module = net.module_
+    ref = next((t for t in module.parameters() if t.is_floating_point()), None)
+    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
+    if ref is not None and X.is_floating_point():
+        X = X.to(device=ref.device, dtype=ref.dtype)
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        return torch.cat([module(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 def _data(net, X, y, seen):
     """``(X, y)`` as the module sees them: given data are prepared by the net, data seen at
     ``on_train_begin`` already were."""
@@ -67,7 +104,12 @@ def _data(net, X, y, seen):
 class RadiusTracker(Callback):
     """Record ``radius`` (``||w||``) and ``distance_from_init`` (``||w - w_init||``) each epoch.
 
-    For a subspace net ``w`` is the full point ``w(theta)``, not ``theta``.
+    For a subspace net ``w`` is the full point ``w(theta)``, not ``theta``. ``w_init`` is
+    the point before the first training step of the current module: it is kept across
+    ``partial_fit``, ``warm_start`` fits and ``set_params(callbacks__...)``, and taken anew
+    when the module is rebuilt (a fresh ``fit``, or ``set_params`` of the module's
+    parameters). A net resumed with skorch's ``LoadInitState`` measures from the loaded
+    point (the original initialization is not in the checkpoint).
 
     Parameters
     ----------
@@ -79,12 +121,21 @@ class RadiusTracker(Callback):
         self.prefix = prefix
 
     def initialize(self):
-        self.initial_ = None
+        # kept through a re-initialization of the callbacks: the module decides (below)
+        if not hasattr(self, "initial_"):
+            self.initial_, self.token_ = None, None
         return self
 
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if getattr(self, "initial_", None) is None:  # partial_fit keeps the first point
-            self.initial_ = full_point(net)
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        # the module carries a token of its own: a rebuilt module has none (or another)
+        token = getattr(net.module_, "_goldisk_token", None)
+        if token is None:
+            token = uuid.uuid4().hex
+            net.module_._goldisk_token = token
+        if getattr(self, "token_", None) != token or getattr(self, "initial_", None) is None:
+            self.token_, self.initial_ = token, full_point(net)
 
     def on_epoch_end(self, net, **kwargs):
         w = full_point(net)
@@ -123,6 +174,9 @@ class CurvatureTracker(Callback):
         self.columns = columns
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if (self.X is None) != (self.y is None):
+            raise ValueError("CurvatureTracker needs both X and y (data to measure on), or "
+                             "neither (the training data).")
         e = self.every
         if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 1:
             raise ValueError(f"every must be an int >= 1, got {e!r}.")
@@ -135,6 +189,14 @@ class CurvatureTracker(Callback):
             raise ValueError(f"columns must be None or a list of {list(SCORES)}, got "
                              f"{self.columns!r}.")
         self.data_ = _data(net, self.X, self.y, (X, y))
+        self.split_taken_ = self.X is not None
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if not self.split_taken_:  # once per fit: the training part of a train_split
+            self.data_, self.split_taken_ = _train_part(net, dataset_train, self.data_), True
+
+    def on_train_end(self, net, **kwargs):
+        self.data_ = None  # a fitted net does not carry a copy of the training data
 
     def on_epoch_end(self, net, **kwargs):
         epoch = len(net.history)
@@ -166,9 +228,18 @@ class ZeroLogitTracker(Callback):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.X_ = X if self.X is None else _data(net, self.X, None, None)[0]
+        self.split_taken_ = self.X is not None
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if not self.split_taken_:
+            self.X_, self.split_taken_ = _train_part(net, dataset_train, (self.X_, None))[0], \
+                True
+
+    def on_train_end(self, net, **kwargs):
+        self.X_ = None
 
     def on_epoch_end(self, net, **kwargs):
-        logits = net.forward(self.X_, training=False)
+        logits = _logits(net, self.X_)
         net.history.record(self.name, float((logits == 0).double().mean()))
 
 
@@ -182,6 +253,9 @@ class NonFiniteStopper(Callback):
     on_nonfinite : {"raise", "stop"}, default="raise"
         ``"raise"``: raise :class:`NonFiniteTrainingError`. ``"stop"``: record
         ``nonfinite=True`` in the history, warn, and end training (the net is kept).
+        Either way the weights stay finite: a non-finite gradient is dropped before the
+        optimizer step, and weights a step still made non-finite are restored to the
+        start of the epoch.
     check_weights : bool, default=True
         Also check every parameter at the end of each epoch.
     """
@@ -195,6 +269,36 @@ class NonFiniteStopper(Callback):
             raise ValueError(
                 f"on_nonfinite must be 'raise' or 'stop', got {self.on_nonfinite!r}."
             )
+        self.bad_gradient_ = False
+
+    def on_epoch_begin(self, net, **kwargs):
+        # the last finite point, restored if a step still makes the weights non-finite
+        self.last_good_ = [p.detach().clone() for p in net.module_.parameters()]
+
+    def on_grad_computed(self, net, named_parameters, training=False, **kwargs):
+        # a non-finite gradient must not reach the optimizer: without a gradient every
+        # torch optimizer leaves the parameter (and its state) as it is
+        params = [p for _, p in named_parameters]
+        if training and not all(bool(torch.isfinite(p.grad).all()) for p in params
+                                if p.grad is not None):
+            for p in params:
+                p.grad = None
+            self.bad_gradient_ = True
+
+    def on_train_end(self, net, **kwargs):
+        self.last_good_ = None
+
+    @torch.no_grad()
+    def _restore(self, net) -> str:
+        params = list(net.module_.parameters())
+        if all(bool(torch.isfinite(p).all()) for p in params):
+            return " The weights are those before the failing step."
+        saved = getattr(self, "last_good_", None)
+        if saved is None or len(saved) != len(params):
+            return " The weights are not finite."
+        for p, good in zip(params, saved, strict=True):
+            p.copy_(good)
+        return " The weights are restored to the start of the epoch."
 
     def _fail(self, net, what: str):
         epoch = len(net.history)
@@ -202,7 +306,8 @@ class NonFiniteStopper(Callback):
         if getattr(net, "init_scaler", None) is not None:
             hint = f" (init_scaler__radius={net.init_scaler.radius!r})"
         msg = (f"{what} became non-finite in epoch {epoch}; the initialization radius"
-               f"{hint} or the learning rate (lr={net.lr!r}) is probably too large.")
+               f"{hint} or the learning rate (lr={net.lr!r}) is probably too large."
+               f"{self._restore(net)}")
         if self.on_nonfinite == "raise":
             raise NonFiniteTrainingError(msg)
         import warnings
@@ -215,6 +320,8 @@ class NonFiniteStopper(Callback):
         value = float(loss.detach()) if torch.is_tensor(loss) else loss
         if training and value is not None and not math.isfinite(value):
             self._fail(net, f"the training loss ({value})")
+        if training and self.bad_gradient_:
+            self._fail(net, "the gradient")
 
     def on_epoch_end(self, net, **kwargs):
         if self.check_weights and not bool(torch.isfinite(full_point(net)).all()):

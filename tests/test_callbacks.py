@@ -129,6 +129,74 @@ def test_non_finite_stopper_raises_or_stops(digits):
         net_([NonFiniteStopper(on_nonfinite="ignore")]).fit(X, y)
 
 
+def test_non_finite_stopper_keeps_the_weights_finite(digits):
+    X, y = digits
+    # a learning rate that makes the second step's loss overflow: its non-finite gradient
+    # is dropped before the optimizer, so the weights stay those after the first step
+    kw = dict(init_scaler=InitScaler(1.0), optimizer=torch.optim.SGD, lr=1e12,
+              batch_size=50)
+    with pytest.raises(NonFiniteTrainingError, match="before the failing step"):
+        net_([NonFiniteStopper()], **kw).fit(X, y)
+    with pytest.warns(RuntimeWarning, match="Training stopped"):
+        net = net_([NonFiniteStopper(on_nonfinite="stop")], **kw).fit(X, y)
+    assert torch.isfinite(parameter_vector(net.module_)).all()
+    start = net_([], init_scaler=InitScaler(1.0), max_epochs=0).fit(X, y)
+    assert not torch.equal(parameter_vector(net.module_), parameter_vector(start.module_))
+    # logits that overflow at the initialization itself: the start point is kept, and
+    # predictions say that they mean nothing
+    with pytest.warns(RuntimeWarning, match="Training stopped"):
+        huge = net_([NonFiniteStopper(on_nonfinite="stop")],
+                    init_scaler=InitScaler(radius=1e30)).fit(X, y)
+    start = net_([], init_scaler=InitScaler(radius=1e30), max_epochs=0).fit(X, y)
+    assert torch.equal(parameter_vector(huge.module_), parameter_vector(start.module_))
+    with pytest.warns(RuntimeWarning, match="outputs are not finite"):
+        huge.predict_proba(X)
+
+
+def test_trackers_only_observe_and_measure_the_training_part(digits):
+    from sklearn.model_selection import KFold
+    from skorch.dataset import ValidSplit
+
+    X, y = digits
+    X32 = X.astype(np.float32)
+
+    def plain(callbacks):  # shuffled batches drawn from torch's global RNG
+        torch.manual_seed(123)
+        net = NeuralNetClassifier(MLP, module__in_features=64, module__hidden=(16,),
+                                  criterion=torch.nn.CrossEntropyLoss, max_epochs=3, lr=0.1,
+                                  iterator_train__shuffle=True, train_split=None,
+                                  verbose=0, callbacks=callbacks)
+        return net.fit(X32, y)
+
+    base = plain([])
+    tracked = plain([ZeroLogitTracker(X=X), RadiusTracker()])
+    assert tracked.history[:, "train_loss"] == base.history[:, "train_loss"]
+    assert tracked.module_.training  # modes restored after each measurement
+    # with a train_split the curvature is measured on the training part only
+    probe = CurvatureProbe(dim=3, n_subspaces=1, random_state=0)
+    tracker = CurvatureTracker(probe, columns=["loss"])
+    net = net_([tracker], max_epochs=1, train_split=ValidSplit(5)).fit(X, y)
+    train_part, _ = next(KFold(5).split(X, y))
+    with torch.no_grad():
+        logits = net.module_.double()(torch.as_tensor(X[train_part]))
+    expected = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y[train_part])))
+    assert net.history[-1, "curv_loss"] == pytest.approx(expected, rel=1e-10)
+    assert tracker.data_ is None  # a fitted net carries no copy of the data
+    with pytest.raises(ValueError, match="needs both X and y"):
+        net_([CurvatureTracker(probe, X=X)]).fit(X, y)
+
+
+def test_radius_tracker_keeps_its_start_when_callbacks_are_reinitialized(digits):
+    X, y = digits
+    net = net_([RadiusTracker(), ("curv", CurvatureTracker(CurvatureProbe(dim=2), every=9))],
+               init_scaler=InitScaler(1.0), max_epochs=1).fit(X, y)
+    start = net_([], init_scaler=InitScaler(1.0), max_epochs=0).fit(X, y)
+    net.set_params(callbacks__curv__every=5)  # skorch re-initializes every callback
+    net.partial_fit(X, y)
+    moved = float((parameter_vector(net.module_) - parameter_vector(start.module_)).norm())
+    assert net.history[-1, "distance_from_init"] == pytest.approx(moved, rel=1e-6)
+
+
 def test_callbacks_work_with_plain_skorch_nets(digits):
     X, y = digits
     net = NeuralNetClassifier(MLP, module__in_features=64, module__hidden=(8,),

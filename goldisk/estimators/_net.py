@@ -8,6 +8,7 @@ import copy
 import inspect
 import math
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -386,7 +387,12 @@ class _GoldilocksNet:
         self.check_is_fitted()
         if not isinstance(X, torch.utils.data.Dataset):  # skorch's validation split passes
             X, _ = self._validate_X(X)  # its Dataset, made from the data fit validated
-        return NeuralNet.predict_proba(self, X)
+        out = NeuralNet.predict_proba(self, X)
+        if not np.isfinite(out).all():
+            warnings.warn("the module's outputs are not finite (NaN or inf): the weights or "
+                          "the initialization radius overflow this dtype, so the predictions "
+                          "mean nothing.", RuntimeWarning, stacklevel=3)
+        return out
 
     def projection_matrix(self) -> np.ndarray:
         """The explicit ``D x d`` projection of a subspace net (for small ``D * d``)."""
