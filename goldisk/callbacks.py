@@ -279,8 +279,14 @@ class NonFiniteStopper(Callback):
         # a non-finite gradient must not reach the optimizer: without a gradient every
         # torch optimizer leaves the parameter (and its state) as it is
         params = [p for _, p in named_parameters]
-        if training and not all(bool(torch.isfinite(p.grad).all()) for p in params
-                                if p.grad is not None):
+        grads = [p.grad for p in params if p.grad is not None]
+        if not training or not grads:
+            return
+        # one float64 sum per tensor (NaN and inf propagate; float32 values cannot overflow
+        # it), one host sync per step
+        dev = grads[0].device
+        sums = torch.stack([g.sum(dtype=torch.float64).to(dev) for g in grads])
+        if not bool(sums.isfinite().all()):
             for p in params:
                 p.grad = None
             self.bad_gradient_ = True
