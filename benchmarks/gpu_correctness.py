@@ -59,13 +59,14 @@ def main(argv=None):
         import goldisk.curvature._reverse as reverse
 
         reverse.LOOP_MAX = 0
-    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"{dev} (rehearsal)"
+    device_name = torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") \
+        else f"{dev} (rehearsal)"
     path = Path(args.out or Path(__file__).parent / "results" / "gpu_correctness.json")
     out, ok = [], True
     env = environment(dev)
 
     def save(done=False):  # after every row: a run cut short keeps what it measured
-        write_json(path, {"device": name, "torch": torch.__version__, "environment": env,
+        write_json(path, {"device": device_name, "torch": torch.__version__, "environment": env,
                           "rows": out, "float64_within_1e-8": bool(ok), "complete": done})
 
     d = 8 if args.quick else 50

@@ -81,6 +81,8 @@ def torch_generator(random_state, device="cpu") -> torch.Generator:
 
 #: Serializes the blocks that seed torch's global RNG: threads share it, so two nets
 #: training at once in threads (joblib's threading backend) would draw each other's numbers.
+#: A net holds it for its whole training loop: a callback that itself fits goldisk nets in
+#: other threads during a fit would wait forever (use processes there).
 _GLOBAL_RNG_LOCK = threading.RLock()
 
 
@@ -89,7 +91,9 @@ def fork_global_rng(seed: int, device="cpu"):
     """Run a block with torch's global RNG (CPU, and CUDA ``device``) seeded by ``seed``,
     restoring the caller's RNG state afterwards. One thread at a time (the RNG is global)."""
     dev = torch.device("cpu" if device is None else device)
-    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    cuda = []
+    if dev.type == "cuda":  # "cuda" without an index is the current device
+        cuda = [torch.cuda.current_device() if dev.index is None else dev.index]
     with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
         torch.default_generator.manual_seed(int(seed))
         for i in cuda:

@@ -52,16 +52,23 @@ def full_point(net) -> torch.Tensor:
     return parameter_vector(module).clone()
 
 
+def _array_like(a) -> bool:
+    return torch.is_tensor(a) or isinstance(a, np.ndarray)
+
+
 def _train_part(net, dataset_train, current):
     """The data the net trains on: with a ``train_split``, the training part of the split
-    (skorch passes the unsplit data to ``on_train_begin``)."""
+    (skorch passes the unsplit data to ``on_train_begin``). Data skorch cannot unpack into
+    arrays (a dict, a custom Dataset) stay as they are."""
     if getattr(net, "train_split", None) is None or dataset_train is None:
         return current
     from skorch.utils import data_from_dataset
 
     try:
         X, y = data_from_dataset(dataset_train)
-    except (AttributeError, TypeError, ValueError):  # a dataset skorch cannot unpack
+    except (AttributeError, TypeError, ValueError):
+        return current
+    if not _array_like(X) or not (y is None or _array_like(y)):
         return current
 
     def as_np(a):
@@ -71,18 +78,29 @@ def _train_part(net, dataset_train, current):
 
 
 @torch.no_grad()
-def _logits(net, X, batch_size=4096) -> torch.Tensor:
-    """The module's outputs on ``X`` in eval mode, every submodule's mode restored and
-    torch's global RNG untouched (unlike ``net.forward``, whose DataLoader draws from it)."""
+def _logits(net, X) -> torch.Tensor:
+    """The module's outputs on ``X`` in eval mode, in the net's batches, every submodule's
+    mode restored and torch's global RNG untouched (``net.forward``'s DataLoader draws from
+    it: used, inside a forked RNG, only for inputs that are not one array)."""
     module = net.module_
-    ref = next((t for t in module.parameters() if t.is_floating_point()), None)
-    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
-    if ref is not None and X.is_floating_point():
-        X = X.to(device=ref.device, dtype=ref.dtype)
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        return torch.cat([module(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+        if not (_array_like(X) or isinstance(X, list | tuple)):  # a dict, a Dataset
+            with torch.random.fork_rng(devices=[]):
+                return net.forward(X, training=False)
+        ref = next((t for t in module.parameters() if t.is_floating_point()), None)
+        X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
+        size = getattr(net, "batch_size", None)
+        size = size if isinstance(size, int) and size > 0 else len(X)
+        out = []
+        for i in range(0, len(X), max(size, 1)):
+            xb = X[i:i + size]
+            if ref is not None:
+                xb = xb.to(device=ref.device, dtype=ref.dtype if xb.is_floating_point()
+                           else xb.dtype)
+            out.append(module(xb))
+        return torch.cat(out)
     finally:
         for m, mode in modes:
             m.training = mode
@@ -134,7 +152,10 @@ class RadiusTracker(Callback):
         if token is None:
             token = uuid.uuid4().hex
             net.module_._goldisk_token = token
-        if getattr(self, "token_", None) != token or getattr(self, "initial_", None) is None:
+        if getattr(self, "token_", None) is None and getattr(self, "initial_", None) \
+                is not None:  # pickled before tokens existed: keep its start point
+            self.token_ = token
+        if self.token_ != token or self.initial_ is None:
             self.token_, self.initial_ = token, full_point(net)
 
     def on_epoch_end(self, net, **kwargs):

@@ -260,9 +260,12 @@ def load_torchvision(name: str, root, train: bool = True, download: bool = False
         tv = getattr(tvd, cls_name)(root, train=train, download=download)
     except (RuntimeError, AssertionError, ValueError, TypeError, EOFError, OSError,
             pickle.UnpicklingError) as exc:  # corrupted or truncated files, md5 mismatch
+        why = (f"{type(exc).__name__}: {str(exc).strip() or 'unexpected file content'}")
+        if download:
+            raise ValueError(f"could not download or load {key} into {root!r} ({why}); check "
+                             "the network, or put the official files there yourself.") from None
         raise ValueError(
-            f"could not load {key} from root {root!r} ({type(exc).__name__}: "
-            f"{str(exc).strip() or 'unexpected file content'}): the files are corrupted or "
+            f"could not load {key} from root {root!r} ({why}): the files are corrupted or "
             "not in torchvision's format; replace them with the official ones (or delete "
             "them and pass download=True)."
         ) from None

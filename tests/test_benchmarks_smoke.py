@@ -87,5 +87,6 @@ def test_gpu_correctness_rehearses_on_the_cpu(tmp_path, monkeypatch):
     assert script.main(["--device", "cpu", "--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["float64_within_1e-8"] and len(result["rows"]) == 4 and result["complete"]
+    assert result["device"] == "cpu (rehearsal)"
     assert torch.__version__.startswith(result["environment"]["versions"]["torch"])
     assert max(r["f64_H_reverse"] for r in result["rows"] if "f64_H_reverse" in r) < 1e-12

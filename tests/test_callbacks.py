@@ -197,6 +197,47 @@ def test_radius_tracker_keeps_its_start_when_callbacks_are_reinitialized(digits)
     assert net.history[-1, "distance_from_init"] == pytest.approx(moved, rel=1e-6)
 
 
+def test_module_rebuild_leaves_callbacks_alone_and_old_trackers_keep_their_start(digits):
+    from skorch.callbacks import Callback
+
+    class Count(Callback):
+        calls = 0
+
+        def initialize(self):
+            Count.calls += 1  # e.g. LoadInitState would load its checkpoint again
+            return self
+
+    X, y = digits
+    tracker = RadiusTracker()
+    net = net_([Count(), tracker], init_scaler=InitScaler(1.0), max_epochs=2).fit(X, y)
+    calls = Count.calls
+    net.set_params(init_scaler__radius=3.0)  # a new module: skorch leaves callbacks alone
+    assert Count.calls == calls
+    net.set_params(init_scaler__radius=1.0)
+    del tracker.token_  # a tracker pickled before the start point had a token
+    start = net_([], init_scaler=InitScaler(1.0), max_epochs=0).fit(X, y)
+    net.partial_fit(X, y)
+    moved = float((parameter_vector(net.module_) - parameter_vector(start.module_)).norm())
+    assert net.history[-1, "distance_from_init"] == pytest.approx(moved, rel=1e-6)
+
+
+def test_zero_logit_tracker_with_dict_input_on_a_plain_skorch_net(digits):
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(32, 10, bias=False), torch.nn.Linear(32, 10)
+
+        def forward(self, left, right):
+            return self.a(left) + self.b(right)
+
+    X, y = digits
+    X32 = X.astype(np.float32)
+    net = NeuralNetClassifier(Two, criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+                              train_split=None, verbose=0, callbacks=[ZeroLogitTracker()])
+    net.fit({"left": X32[:, :32], "right": X32[:, 32:]}, y)
+    assert net.history[:, "zero_logit_frac"] == [0.0, 0.0]
+
+
 def test_callbacks_work_with_plain_skorch_nets(digits):
     X, y = digits
     net = NeuralNetClassifier(MLP, module__in_features=64, module__hidden=(8,),

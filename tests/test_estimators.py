@@ -297,8 +297,9 @@ def test_images_of_another_shape_and_sample_weight_are_refused(digits):
         X.reshape(-1, 1, 8, 8), y)
     for shape in ((1, 10, 10), (1, 4, 16), (64,)):
         Z = np.zeros((3, *shape))
-        with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\)"):
-            net.predict(Z)
+        for Xp in (Z, Z.tolist()):
+            with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\)"):
+                net.predict(Xp)
     with pytest.raises(ValueError, match="sample_weight is not supported"):
         net_().fit(X, y, sample_weight=np.ones(len(y)))
 

@@ -354,3 +354,6 @@ def test_selector_keeps_the_feature_names_of_a_dataframe(digits):
         sel = GoldilocksSelector(small_net(), n_candidates=2, refit=refit, random_state=0,
                                  probe=CurvatureProbe(dim=3, random_state=0)).fit(frame, y)
         np.testing.assert_array_equal(sel.feature_names_in_, frame.columns)
+        assert not hasattr(sel.fit(X, y), "feature_names_in_")  # none left from the last fit
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        GoldilocksSelector(small_net(), n_candidates=2).fit(X, y, sample_weight=np.ones(len(y)))

@@ -29,7 +29,7 @@ _NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
 _SEED_HIGH = 2**62
 
 
-def _check_fit_params(fit_params: dict) -> None:
+def check_fit_params(fit_params: dict) -> None:
     # skorch passes fit parameters to the module's forward: a weighted loss is not one
     if "sample_weight" in fit_params:
         raise ValueError("sample_weight is not supported: the loss is the plain mean over "
@@ -55,8 +55,8 @@ class _GoldilocksNet:
         """Set parameters; ``init_scaler__*`` and ``subspace__*`` go to the nested objects.
 
         On an initialized net, changing ``init_scaler``, ``subspace``, their parameters or
-        ``dtype`` re-initializes the module (with the same seeds), the criterion, the
-        optimizer and the callbacks, as skorch does for ``module__*``.
+        ``dtype`` re-initializes the module (with the same seeds), the criterion and the
+        optimizer, as skorch does for ``module__*``.
         """
         nested, top, rest = {}, {}, {}
         for key, value in params.items():
@@ -237,10 +237,6 @@ class _GoldilocksNet:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
             module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
         self.module_ = module
-        if self.initialized_ and getattr(self, "callbacks_", None) is not None:
-            # a rebuilt module (set_params): callbacks' state about the old one (the start
-            # point of RadiusTracker, EarlyStopping's best score) starts over
-            self._initialize_callbacks()
         return self
 
     @property
@@ -259,7 +255,10 @@ class _GoldilocksNet:
     def _validate_X(self, X, y="no_validation", reset=False, **kw):
         kw.update(reset=reset, dtype=np.dtype(check_dtype(self.dtype)), allow_nd=True)
         fitted = getattr(self, "sample_shape_", ())
-        shape = tuple(getattr(X, "shape", ())[1:])
+        try:
+            shape = tuple(np.shape(X)[1:]) if len(fitted) > 1 and not reset else ()
+        except ValueError:  # ragged nested lists: validate_data says so
+            shape = ()
         if not reset and len(fitted) > 1 and shape and shape != fitted:
             # validate_data compares X.shape[1] only: images of another size would pass
             raise ValueError(f"X has samples of shape {shape} but the net was fitted on "
@@ -320,7 +319,7 @@ class _GoldilocksNet:
     def fit(self, X, y, **fit_params):
         """Validate ``(X, y)``, (re-)initialize unless ``warm_start``, and train
         ``max_epochs`` epochs (``max_epochs=0``: initialize only)."""
-        _check_fit_params(fit_params)
+        check_fit_params(fit_params)
         X, y = self._prepare_fit(X, y, reset=not (self.warm_start and self.initialized_))
         self._check_module_kwargs()
         if not self.warm_start or not self.initialized_:
@@ -334,7 +333,7 @@ class _GoldilocksNet:
         ``classes`` (classifiers, as in scikit-learn): every label the stream will hold,
         used on the first call (when the net is built) and ignored afterwards.
         """
-        _check_fit_params(fit_params)
+        check_fit_params(fit_params)
         reset = not self.initialized_
         X, y = self._prepare_fit(X, y, reset=reset, classes=classes if reset else None)
         if not self.initialized_:

@@ -16,6 +16,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._rng import check_random_state
+from ._net import check_fit_params
 from ._probe import SCORES, CurvatureProbe
 
 __all__ = ["GoldilocksSelector"]
@@ -176,6 +177,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``fit_params`` go to the final ``fit`` of the best candidate.
         """
         prefix = self._validate()
+        check_fit_params(fit_params)  # before measuring any candidate
         try:
             rng = check_random_state(self.random_state)
         except (TypeError, ValueError) as exc:
@@ -200,6 +202,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
                                         X, y) for seed in seeds)
         rows = [{"candidate": i, "seed": seed, **row}
                 for i, (seed, (row, _)) in enumerate(zip(seeds, results, strict=True))]
+        for name in ("n_features_in_", "feature_names_in_"):  # none left from a last fit
+            self.__dict__.pop(name, None)
         for name, value in results[-1][1].items():
             setattr(self, name, value)
         self.candidates_ = pd.DataFrame(rows)
