@@ -183,7 +183,9 @@ class CurvatureTracker(Callback):
     prefix : str, default="curv_"
     columns : list of str or None, default=None
         The probe's columns to record (e.g. ``["trace_ratio", "g_dominance"]``); None:
-        all of them (26 for a classifier).
+        all of them (26 for a classifier). Only what they need is computed: state columns
+        alone (``loss``, ``accuracy``...) need no Hessian, and without ``g_``/``h_``
+        columns the Gauss-Newton split is skipped.
     """
 
     def __init__(self, probe, every=1, X=None, y=None, prefix="curv_", columns=None):
@@ -224,7 +226,7 @@ class CurvatureTracker(Callback):
         if epoch % self.every:
             return
         table = self.probe._measure(*resolve(net, *self.data_, prepared=True,
-                                                    loss=self.probe.loss))
+                                             loss=self.probe.loss), columns=self.columns)
         means = table.drop(columns=["subspace"]).mean(numeric_only=True)
         for key, value in means.items():
             if self.columns is None or key in self.columns:

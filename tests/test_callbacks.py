@@ -98,8 +98,29 @@ def test_curvature_tracker_columns(digits):
                max_epochs=1).fit(X, y)
     assert sorted(k for k in net.history[-1] if k.startswith("curv_")) == [
         "curv_loss", "curv_trace_ratio"]
-    assert net.history[-1, "curv_trace_ratio"] == pytest.approx(
-        probe.measure(net, X, y)["trace_ratio"][0], rel=1e-10)
+    full = probe.measure(net, X, y)
+    assert net.history[-1, "curv_trace_ratio"] == pytest.approx(full["trace_ratio"][0],
+                                                                rel=1e-10)
+    assert net.history[-1, "curv_loss"] == pytest.approx(full["loss"][0], rel=1e-12)
+    # only what the columns need is computed: state alone needs no Hessian at all
+    calls = []
+    real = probe._hessians
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(len(out[-1]))
+        return out
+
+    probe._hessians = spy
+    for columns, hessians in ((["loss", "accuracy"], 0), (["g_dominance"], 1)):
+        calls.clear()
+        net.set_params(callbacks=[CurvatureTracker(probe, columns=columns)])
+        net.initialize_callbacks()  # skorch leaves callbacks_ as they are on set_params
+        net.partial_fit(X, y)
+        assert calls == [hessians]
+        for c in columns:
+            assert net.history[-1, "curv_" + c] == pytest.approx(
+                real.__self__.measure(net, X, y)[c][0], rel=1e-10)
     with pytest.raises(ValueError, match="columns must be None or a list of"):
         net_([CurvatureTracker(probe, columns="trace_ratio")]).fit(X, y)
 

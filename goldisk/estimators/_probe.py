@@ -219,7 +219,9 @@ class CurvatureProbe(BaseEstimator):
         """``(module, X, y, loss, [(projection, CurvatureResult), ...])`` as measured."""
         return self._hessians(*resolve(estimator, X, y, loss=self.loss))
 
-    def _hessians(self, module, X, y, loss):
+    def _hessians(self, module, X, y, loss, hessians=True, gauss_newton=True):
+        """``(module, X, y, loss, [(P, result), ...])``; ``hessians=False`` prepares the
+        data only, ``gauss_newton=False`` skips G (both for callers that need less)."""
         if self.loss != "auto":
             loss = self.loss
         elif loss is None:
@@ -240,14 +242,15 @@ class CurvatureProbe(BaseEstimator):
             rng = np.random.default_rng(self._seed_sequence().spawn(2)[1])
             idx = np.sort(rng.choice(len(X), self.max_samples, replace=False))
             X, y = X[idx], y[idx]
-        projections = self.make_projections(ParamLayout(module).D)
+        projections = self.make_projections(ParamLayout(module).D) if hessians else []
         modes = [(m, m.training) for m in module.modules()]
         module.eval()
         try:
             with TRANSFORMS_LOCK:  # torch's forward-mode AD is not thread-safe
                 results = [(P, subspace_hessian(
                     module, X, y, P, kind=self.kind, loss=loss,
-                    gauss_newton=self.gauss_newton, batch_size=self.batch_size,
+                    gauss_newton=self.gauss_newton and gauss_newton,
+                    batch_size=self.batch_size,
                     dtype=DTYPES[check_dtype(self.dtype)]))
                     for P in projections]
         finally:  # each submodule's own mode (e.g. a frozen BatchNorm in a training net)
@@ -280,8 +283,13 @@ class CurvatureProbe(BaseEstimator):
         """
         return self._measure(*resolve(estimator, X, y, loss=self.loss))
 
-    def _measure(self, module, X, y, loss) -> pd.DataFrame:
-        module, X, y, loss, results = self._hessians(module, X, y, loss)
+    def _measure(self, module, X, y, loss, columns=None) -> pd.DataFrame:
+        """``measure``'s table; with ``columns``, only what they need is computed (no
+        Hessian for state columns alone, no G without ``g_``/``h_`` columns), the values
+        being those of the whole table."""
+        need_h = columns is None or any(c not in _STATE for c in columns)
+        need_g = columns is None or any(c.startswith(("g_", "h_")) for c in columns)
+        module, X, y, loss, results = self._hessians(module, X, y, loss, need_h, need_g)
         dtype = DTYPES[check_dtype(self.dtype)]
         state = model_state(copy.deepcopy(module).eval(), X, y, loss=loss,
                             batch_size=self.batch_size, dtype=dtype)
@@ -295,7 +303,7 @@ class CurvatureProbe(BaseEstimator):
                 row["g_dominance"] = row["g_trace"] / h if h > 0 else float("inf")
             row.update(state)
             rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows or [{"subspace": 0, **state}])
 
     def __call__(self, estimator, X, y) -> float:
         """Mean of the ``score`` column (negated for ``"loss"``): a scikit-learn scorer."""
