@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from goldisk._names import dataset_key
 from goldisk._rng import check_random_state
 
 __all__ = [
@@ -170,11 +171,7 @@ _TV = {
 }
 
 
-def _normalize_name(name: str) -> str:
-    key = str(name).lower().replace("_", "-")
-    return {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "circles3": "circles"}.get(
-        key, key
-    )
+_normalize_name = dataset_key
 
 
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

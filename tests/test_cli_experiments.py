@@ -283,3 +283,14 @@ def test_resume_ignores_the_download_flag(tmp_path):
     old = {"dims": "2", "download": False, "data_root": "/d"}
     assert changed_settings(old, dict(old, download=True)) == []
     assert changed_settings(old, dict(old, data_root="/e")) == ["data_root"]
+
+
+@pytest.mark.parametrize("given, key", [("FashionMNIST", "fashion-mnist"), ("CIFAR-10", "cifar10"),
+                                        ("fashion_mnist", "fashion-mnist"), ("MNIST", "mnist")])
+def test_dataset_aliases_as_the_library_takes_them(tmp_path, capsys, given, key):
+    from goldisk.datasets import load_dataset
+
+    assert main(["sweep", "--dataset", given, "--out", str(tmp_path / "o")]) == 2
+    assert f"--dataset {key} needs --data-root" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"root is required to load '{key}'"):
+        load_dataset(given)

@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .._names import dataset_key
+
 __all__ = [
     "CLIError",
     "add_common_arguments",
@@ -91,7 +93,9 @@ def check_common_arguments(args) -> None:
 def add_common_arguments(p, out_default: str) -> None:
     _one_line_errors(p)
     p.add_argument("--out", default=out_default, help="output folder (default: %(default)s)")
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--dataset", default="digits", choices=DATASETS, type=dataset_key,
+                   help="dataset (default: %(default)s; case and aliases such as "
+                        "FashionMNIST or CIFAR-10 are accepted)")
     p.add_argument("--data-root", default=None, help="local folder of torchvision datasets")
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
     p.add_argument("--max-samples", type=int, default=None,
