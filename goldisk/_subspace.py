@@ -30,10 +30,13 @@ class SubspaceModule(nn.Module):
 
     ``theta`` starts at 0, so the wrapped network starts exactly at ``w0``. ``w0`` and the
     projection are buffers: ``.to(device)``, ``state_dict``, ``deepcopy`` and pickling
-    all work. The wrapped module's own parameters are turned into non-persistent buffers
-    in a private copy (the caller's module is not modified). ``w`` is the vector of its
-    trainable parameters (:func:`goldisk.radius`'s): frozen ones (``requires_grad=False``)
-    stay at their values, and a parameter shared by several layers moves everywhere at once.
+    all work; the state dict also holds the frozen parameters and ``kind`` (loading a
+    hypersphere's state into a hyperplane module is refused). The wrapped module's own
+    parameters are turned into buffers in a private copy (the caller's module is not
+    modified); the trainable ones are non-persistent (``w0`` and ``theta`` hold them).
+    ``w`` is the vector of its trainable parameters (:func:`goldisk.radius`'s): frozen ones
+    (``requires_grad=False``) stay at their values, and a parameter shared by several
+    layers moves everywhere at once.
 
     Parameters
     ----------
@@ -42,6 +45,10 @@ class SubspaceModule(nn.Module):
     projection : goldisk.projections.Projection
         Maps R^d to R^D, with ``D`` the number of trainable parameters of ``module``.
     kind : {"hyperplane", "hypersphere"}
+    share_projection : bool, default=False
+        Use ``projection`` itself rather than a copy. Saves memory for a large dense
+        projection the caller does not use otherwise; ``.double()``, ``.to(...)`` and
+        ``load_state_dict`` on the module then change that object too.
 
     Examples
     --------
@@ -54,7 +61,8 @@ class SubspaceModule(nn.Module):
     True
     """
 
-    def __init__(self, module: nn.Module, projection: nn.Module, kind: str = "hyperplane"):
+    def __init__(self, module: nn.Module, projection: nn.Module, kind: str = "hyperplane",
+                 share_projection: bool = False):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
@@ -87,8 +95,8 @@ class SubspaceModule(nn.Module):
             for path, leaf in where:
                 sub = base.get_submodule(path)
                 sub._parameters.pop(leaf, None)
-                if leaf not in sub._buffers:
-                    sub.register_buffer(leaf, value, persistent=False)
+                if leaf not in sub._buffers:  # frozen ones are saved with the module
+                    sub.register_buffer(leaf, value, persistent=key not in trainable)
         #: each parameter's places, in named_parameters order, and its layout name (None:
         #: frozen)
         self._places = [(tuple(where), trainable.get(key)) for key, where in places.items()]
@@ -98,15 +106,26 @@ class SubspaceModule(nn.Module):
                             if name is not None for path, leaf in where)
         self.kind = kind
         self.base = base
+        if not share_projection:  # the caller's object never changes with the module
+            projection = copy.deepcopy(projection)
         if any(b.dtype != w0.dtype or b.device != w0.device for b in projection.buffers()
                if b.is_floating_point()):
-            projection = copy.deepcopy(projection).to(dtype=w0.dtype, device=w0.device)
-        self.projection = projection  # shared when it already matches: projections are fixed
+            projection = projection.to(dtype=w0.dtype, device=w0.device)
+        self.projection = projection
         self.register_buffer("w0", w0)
         self.register_buffer("r0", w0.norm())
         if kind == "hypersphere" and float(self.r0) == 0.0:
             raise ValueError("a hypersphere through w0 = 0 has radius 0; initialize the module.")
         self.theta = nn.Parameter(torch.zeros(projection.d, dtype=w0.dtype, device=w0.device))
+
+    def get_extra_state(self):
+        return {"kind": self.kind, "D": self.D, "d": self.d}
+
+    def set_extra_state(self, state):
+        mine = self.get_extra_state()
+        if state is not None and state != mine:
+            raise ValueError(f"this state dict is of a SubspaceModule with {state}, not "
+                             f"{mine}; build the module with the same kind and sizes.")
 
     @property
     def d(self) -> int:
@@ -120,8 +139,8 @@ class SubspaceModule(nn.Module):
         """The full parameter vector ``w(theta)`` (the current ``theta`` by default)."""
         theta = self.theta if theta is None else theta
         w = self.w0 + self.projection(theta)
-        if self.kind == "hypersphere":
-            w = w * (self.r0 / w.norm())
+        if self.kind == "hypersphere":  # each point of a batch of thetas on the sphere
+            w = w * (self.r0 / w.norm(dim=-1, keepdim=True))
         return w
 
     def forward(self, x, *args, **kwargs):

@@ -310,3 +310,24 @@ def test_sparse_columns_build_no_csr_form():
     P = SparseProjection(500, 7, generator=0)
     torch.testing.assert_close(P.columns(2, 6), P.to_dense()[:, 2:6].T, rtol=0, atol=0)
     assert "_csr_cache" not in P.__dict__
+
+
+def test_float32_column_norms_are_accumulated_in_float64():
+    # the columns of a float32 projection are unit to ~1e-8; a float32 sum over 4M entries
+    # reported them off by ~1e-4
+    from goldisk.projections import make_projection
+
+    for kind in ("dense", "sparse", "fastfood"):
+        P = make_projection(kind, 2**22 + 1, 2, random_state=0, dtype=torch.float32)
+        exact = torch.linalg.vector_norm(P.to_dense().double(), dim=0)
+        assert (P.column_norms().double() - exact).abs().max() < 1e-6, kind
+
+
+def test_a_no_op_move_keeps_the_fastfood_cache():
+    from goldisk.projections import make_projection
+
+    P = make_projection("fastfood", 1000, 3, random_state=0, dtype=torch.float32)
+    P(torch.ones(3))
+    cache = P.__dict__["_ff_cache"]
+    assert P.to(torch.float32).__dict__.get("_ff_cache") is cache
+    assert P.double().__dict__.get("_ff_cache") is None  # a real cast frees it

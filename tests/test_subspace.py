@@ -127,3 +127,39 @@ def test_wrapping_does_not_change_the_callers_projection():
     P = make_projection("dense", 73, 2, random_state=0)  # float64
     SubspaceModule(net, P)
     assert P.weight.dtype == torch.float64
+    # the module has a copy: changing it (dtype, loaded state) leaves the caller's alone
+    same = make_projection("dense", 73, 2, random_state=0, dtype=torch.float32)
+    sub = SubspaceModule(net, same)
+    sub.double()
+    other = SubspaceModule(net, make_projection("dense", 73, 2, random_state=5))
+    other.float().load_state_dict(sub.float().state_dict())
+    assert same.weight.dtype == torch.float32 and sub.projection is not same
+    torch.testing.assert_close(other.projection.weight, same.weight, rtol=0, atol=0)
+    assert SubspaceModule(net, same, share_projection=True).projection is same
+
+
+def test_state_dict_holds_frozen_parameters_and_the_kind():
+    def frozen_first(seed):
+        torch.manual_seed(seed)
+        net = MLP(6, (7,), 3).double()
+        net.net[0].weight.requires_grad_(False)
+        return net
+
+    D = sum(p.numel() for p in frozen_first(0).parameters() if p.requires_grad)
+    a = SubspaceModule(frozen_first(0), make_projection("sparse", D, 3, random_state=0))
+    b = SubspaceModule(frozen_first(1), make_projection("sparse", D, 3, random_state=1))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 6, dtype=torch.float64)
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    sphere = SubspaceModule(frozen_first(0), make_projection("sparse", D, 3, random_state=0),
+                            kind="hypersphere")
+    with pytest.raises(ValueError, match="hypersphere"):
+        b.load_state_dict(sphere.state_dict())
+
+
+def test_hypersphere_point_of_a_batch_of_thetas_is_each_point():
+    _, sub = make("hypersphere")
+    T = torch.randn(3, sub.d, dtype=torch.float64)
+    batched = sub.point(T)
+    torch.testing.assert_close(batched, torch.stack([sub.point(t) for t in T]))
+    torch.testing.assert_close(batched.norm(dim=-1), sub.r0.expand(3))

@@ -150,7 +150,8 @@ class SubspaceProjector(BaseEstimator):
         self._validate(ParamLayout(module).D)
         if self.dim is None and self.kind == "hyperplane":
             return module
-        return SubspaceModule(module, self.make_projection(module, generator), self.kind)
+        return SubspaceModule(module, self.make_projection(module, generator), self.kind,
+                              share_projection=True)  # a fresh projection: no copy needed
 
     def to_dense(self, module: nn.Module, generator=None) -> np.ndarray:
         """The explicit ``D x dim`` matrix ``P`` for ``module`` (small ``D * dim`` only).

@@ -143,7 +143,7 @@ def subspace_train(
             j = dims.index(d)
             P = make_projection(projection, D, d, random_state=int(seeds[rep, 2 + j]),
                                 dtype=dtype)
-            trained, lr_used = SubspaceModule(net.to(dtype), P, kind), lr
+            trained, lr_used = SubspaceModule(net.to(dtype), P, kind, share_projection=True), lr
         start = time.perf_counter()
         hist = train(trained, X, y, X_val, y_val, optimizer=optimizer, lr=lr_used,
                      epochs=epochs, batch_size=batch_size, random_state=int(seeds[rep, 1]),

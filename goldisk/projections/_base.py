@@ -223,7 +223,9 @@ class Projection(nn.Module):
     @torch.no_grad()
     def column_norms(self) -> torch.Tensor:
         """Euclidean norms of the ``d`` columns of ``P`` (all 1 by construction)."""
-        out = [torch.linalg.vector_norm(self.forward(E), dim=-1) for _, E in self._eye_chunks(None)]
+        # accumulated in float64: a float32 sum over D ~ 1e7 entries is off by ~1e-3
+        out = [torch.linalg.vector_norm(P, dim=-1, dtype=torch.float64).to(P.dtype)
+               for P in (self.forward(E) for _, E in self._eye_chunks(None))]
         return torch.cat(out)
 
     @torch.no_grad()
@@ -240,9 +242,12 @@ class Projection(nn.Module):
     _caches: tuple[str, ...] = ()
 
     def _apply(self, fn, recurse=True):
-        for name in self._caches:
-            self.__dict__.pop(name, None)
-        return super()._apply(fn, recurse)
+        before = [id(b) for b in self.buffers()]
+        out = super()._apply(fn, recurse)
+        if [id(b) for b in self.buffers()] != before:  # a real move or cast: free the caches
+            for name in self._caches:  # (a no-op .to() keeps them: they are still valid)
+                self.__dict__.pop(name, None)
+        return out
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -106,4 +106,5 @@ class DenseProjection(Projection):
     @torch.no_grad()
     def column_norms(self) -> torch.Tensor:
         """Euclidean norms of the columns of ``weight``."""
-        return torch.linalg.vector_norm(self.weight, dim=0)
+        return torch.linalg.vector_norm(self.weight, dim=0, dtype=torch.float64).to(
+            self.weight.dtype)  # accumulated in float64 (long columns)

@@ -59,7 +59,8 @@ def make_projection(
         Converted by :func:`as_torch_generator` to a CPU ``torch.Generator``: an int ``s`` gives
         ``torch.Generator().manual_seed(s)``; numpy generators supply one int seed; ``None`` a
         fresh non-deterministic seed. torch's global RNG is never touched, and the same seed
-        gives bit-identical buffers.
+        gives bit-identical sparse and Fastfood buffers (dense ones up to rounding: the QR's
+        sums depend on the number of threads).
     metric : array-like of shape (D,), optional
         Positive row scales (e.g. constant per layer, proportional to that layer's
         initialisation scale): the map becomes ``diag(metric) P`` with columns renormalised.

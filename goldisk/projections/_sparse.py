@@ -345,9 +345,10 @@ class SparseProjection(Projection):
 
     @torch.no_grad()
     def column_norms(self) -> torch.Tensor:
-        """Euclidean norms of the columns (segment sums over ``cols``)."""
-        sq = torch.zeros(self.d, dtype=self.vals.dtype, device=self.vals.device)
-        return torch.sqrt(sq.index_add(0, self.cols, self.vals * self.vals))
+        """Euclidean norms of the columns (segment sums over ``cols``, in float64)."""
+        v = self.vals.double()
+        sq = torch.zeros(self.d, dtype=torch.float64, device=v.device)
+        return torch.sqrt(sq.index_add(0, self.cols, v * v)).to(self.vals.dtype)
 
     def _config(self) -> dict:
         return {"density": self.density}
