@@ -121,6 +121,15 @@ class SubspaceModule(nn.Module):
     def get_extra_state(self):
         return {"kind": self.kind, "D": self.D, "d": self.d}
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        before = len(missing_keys)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        # files saved before the kind was stored load as before (no check)
+        if prefix + "_extra_state" in missing_keys[before:]:
+            missing_keys.remove(prefix + "_extra_state")
+
     def set_extra_state(self, state):
         mine = self.get_extra_state()
         if state is not None and state != mine:

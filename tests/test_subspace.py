@@ -155,6 +155,8 @@ def test_state_dict_holds_frozen_parameters_and_the_kind():
                             kind="hypersphere")
     with pytest.raises(ValueError, match="hypersphere"):
         b.load_state_dict(sphere.state_dict())
+    older = {k: v for k, v in a.state_dict().items() if k != "_extra_state"}
+    b.load_state_dict(older)  # saved before the kind was stored: loads, unchecked
 
 
 def test_hypersphere_point_of_a_batch_of_thetas_is_each_point():
