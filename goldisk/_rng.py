@@ -73,6 +73,8 @@ def torch_generator(random_state, device="cpu") -> torch.Generator:
         random_state, bool
     ):
         check_random_state(random_state)  # validates sign
+        if int(random_state) >= 2**64:
+            raise ValueError(f"random_state must be an int below 2**64, got {random_state}.")
         gen.manual_seed(int(random_state))
     else:
         gen.manual_seed(draw_seed(random_state))

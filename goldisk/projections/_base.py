@@ -152,9 +152,10 @@ class Projection(nn.Module):
                 f"(D={self.D}, d={self.d}), got {tuple(x.shape)}"
             )
         if x.dtype != self.dtype:
+            fix = (f"cast one of them (e.g. projection.to({x.dtype}))" if x.is_floating_point()
+                   else f"cast {name} with {name}.to({self.dtype})")
             raise TypeError(
-                f"{name} has dtype {x.dtype} but the projection buffers are {self.dtype}; "
-                f"cast one of them (e.g. projection.to({x.dtype}))"
+                f"{name} has dtype {x.dtype} but the projection buffers are {self.dtype}; {fix}"
             )
 
     @property
