@@ -171,9 +171,6 @@ _TV = {
 }
 
 
-_normalize_name = dataset_key
-
-
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-channel mean/std of ``uint8`` images ``(N, C, H, W)`` scaled to [0, 1]."""
     values = np.arange(256, dtype=np.float64) / 255.0
@@ -221,7 +218,7 @@ def load_torchvision(name: str, root, train: bool = True, download: bool = False
     ...
     ValueError: root='/no/such/dir' does not exist; ...
     """
-    key = _normalize_name(name)
+    key = dataset_key(name)
     if key not in _TV:
         raise ValueError(f"unknown torchvision dataset {name!r}; valid names are "
                          f"{', '.join(_TV)}.")
@@ -320,7 +317,7 @@ def load_dataset(name: str, root=None, train: bool = True, download: bool = Fals
     ...
     ValueError: unknown dataset 'iris'; valid names are digits, circles, mnist, ...
     """
-    key = _normalize_name(name)
+    key = dataset_key(name)
     if key == "digits":
         return load_digits(**kwargs)
     if key == "circles":
