@@ -90,3 +90,22 @@ def test_gpu_correctness_rehearses_on_the_cpu(tmp_path, monkeypatch):
     assert result["device"] == "cpu (rehearsal)"
     assert torch.__version__.startswith(result["environment"]["versions"]["torch"])
     assert max(r["f64_H_reverse"] for r in result["rows"] if "f64_H_reverse" in r) < 1e-12
+
+
+def test_fastfood_memory_benchmark_records_every_stage(tmp_path, monkeypatch):
+    import json
+
+    bench_dir = str(BENCH.parent)
+    monkeypatch.syspath_prepend(bench_dir)  # the spawned child imports the script by name
+    script = importlib.import_module("bench_fastfood_memory")
+    out = tmp_path / "ff.json"
+    script.main(["--sizes", "3000:5:float64", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert "error" not in row, row
+    assert row["L"] == 4096 and set(row["stages"]) == {
+        "construction", "first forward", "first transpose"}
+    # the fold holds one float64 value and one int32 column index per entry of L, and
+    # Lq + 1 = 9 int32 row pointers; the index one int32 per entry
+    assert row["fold_cache_mib"] * 2**20 == 4096 * (8 + 4) + 9 * 4
+    assert row["index_cache_mib"] * 2**20 == 4096 * 4
+    assert all(s["seconds"] > 0 and s["peak_mib"] >= 0 for s in row["stages"].values())

@@ -183,7 +183,7 @@ def test_func_transforms_use_the_functional_form(fast_proj, fast_calls):
 
 @pytest.mark.parametrize("kind", ["sparse", "fastfood"])
 def test_fast_path_cache_follows_the_buffers(kind):
-    cache = "_csr_cache" if kind == "sparse" else "_ff_cache"
+    cache = "_csr_cache" if kind == "sparse" else "_ff_fold"
     P = make_projection(kind, 300, 11, random_state=0)
     theta, v = rand(11), rand(300, seed=2)
     y, z = P(theta), P.transpose(v)
@@ -327,7 +327,53 @@ def test_a_no_op_move_keeps_the_fastfood_cache():
     from goldisk.projections import make_projection
 
     P = make_projection("fastfood", 1000, 3, random_state=0, dtype=torch.float32)
-    P(torch.ones(3))
-    cache = P.__dict__["_ff_cache"]
-    assert P.to(torch.float32).__dict__.get("_ff_cache") is cache
-    assert P.double().__dict__.get("_ff_cache") is None  # a real cast frees it
+    P.transpose(P(torch.ones(3)))
+    caches = {name: P.__dict__[name] for name in ("_ff_index", "_ff_fold")}
+    P.to(torch.float32)
+    assert all(P.__dict__.get(name) is cache for name, cache in caches.items())
+    P.double()  # a real cast frees them
+    assert all(P.__dict__.get(name) is None for name in caches)
+
+
+def test_fastfood_builds_its_fold_only_for_transpose_and_keeps_it_across_inv_norms():
+    # construction runs only `forward` (column norms): the adjoint's CSR fold (the largest
+    # cache) waits for the first `transpose`, and a change of `inv_norms` or `B` (which it
+    # does not depend on) keeps it, while the products follow the change
+    from goldisk.projections import make_projection
+
+    P = make_projection("fastfood", 700, 9, random_state=0)
+    assert "_ff_fold" not in P.__dict__
+    theta, v = rand(9), rand(700, seed=2)
+    M = P.to_dense()
+    torch.testing.assert_close(P.transpose(v), M.T @ v, rtol=1e-12, atol=1e-12)
+    fold = P.__dict__["_ff_fold"]
+    with torch.no_grad():
+        P.inv_norms.mul_(2.0)
+        P.B[:3].neg_()
+    assert P.__dict__["_ff_fold"] is fold
+    signs = torch.ones(9, dtype=F64)
+    signs[:3] = -1
+    torch.testing.assert_close(P.transpose(v), 2 * signs * (M.T @ v), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(P(theta), M @ (2 * signs * theta), rtol=1e-12, atol=1e-12)
+    assert P.__dict__["_ff_fold"] is fold
+    with torch.no_grad():
+        P.G.mul_(3.0)  # the fold depends on G: rebuilt
+    torch.testing.assert_close(P.transpose(v), 6 * signs * (M.T @ v), rtol=1e-12, atol=1e-12)
+    assert P.__dict__["_ff_fold"] is not fold
+
+
+@pytest.mark.parametrize("n_rows, n_cols", [(4, 50), (16, 16), (33, 1000)])
+def test_csr_with_implicit_columns_matches_the_dense_matrix(n_rows, n_cols):
+    from goldisk.projections._sparse import _CSRMatrix
+
+    g = torch.Generator().manual_seed(n_rows)
+    rows = torch.randint(0, n_rows, (n_cols,), generator=g, dtype=torch.int32)
+    vals = torch.randn(n_cols, generator=g, dtype=F64)
+    dense = torch.zeros(n_rows, n_cols, dtype=F64)
+    dense[rows.long(), torch.arange(n_cols)] = vals
+    A = _CSRMatrix(rows, None, vals, n_rows, n_cols)
+    x = torch.randn(n_cols, generator=g, dtype=F64)
+    X = torch.randn(3, n_cols, generator=g, dtype=F64)
+    torch.testing.assert_close(A(x), dense @ x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(A(X), X @ dense.T, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(A.A.to_dense(), dense, rtol=0, atol=0)

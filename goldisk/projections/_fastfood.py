@@ -80,8 +80,9 @@ class FastfoodProjection(Projection):
     On plain (1-D or 2-D) tensors outside ``torch.func`` transforms, ``forward`` and
     ``transpose`` are an autograd Function whose backward is the adjoint map (no length-``L``
     intermediate is kept for backward), and the adjoint's "fold" of length ``L`` onto ``Lq``
-    is a CSR product; ``Pi % Lq`` and that CSR matrix are built on first use for the
-    buffers' device and dtype and cached outside ``state_dict`` (``O(L)`` memory). Under
+    is a CSR product; ``Pi % Lq`` (on the first product) and that CSR matrix (on the first
+    ``transpose``) are built for the buffers' device and dtype and cached outside
+    ``state_dict`` (``O(L)`` memory). Under
     ``vmap``, ``jvp``, ``grad``, ``jacrev`` and ``jacfwd`` the same transforms run as
     functional ops; both agree up to rounding.
 
@@ -115,7 +116,7 @@ class FastfoodProjection(Projection):
     """
 
     kind = "fastfood"
-    _caches = ("_ff_cache",)
+    _caches = ("_ff_index", "_ff_fold")
     _optional_buffers = ("metric",)
 
     def __init__(self, D, d, generator=None, metric=None, dtype=torch.float64, device=None):
@@ -128,7 +129,10 @@ class FastfoodProjection(Projection):
         self.Lq = 1 << (d - 1).bit_length()
         g = as_torch_generator(generator)
         f64 = torch.float64
-        self.register_buffer("B", torch.randint(0, 2, (self.L,), generator=g).to(f64) * 2 - 1)
+        # drawn as float64 and shifted in place: the same numbers as an int64 draw, without
+        # its two length-L temporaries
+        B = torch.randint(0, 2, (self.L,), generator=g, dtype=f64).mul_(2).sub_(1)
+        self.register_buffer("B", B)
         self.register_buffer("Pi", torch.randperm(self.L, generator=g))
         self.register_buffer("G", torch.randn(self.L, generator=g, dtype=f64))
         self.register_buffer("inv_norms", torch.ones(d, dtype=f64))
@@ -166,43 +170,52 @@ class FastfoodProjection(Projection):
         return self._transpose(x, fast=False) if transposed else self._forward(x)
 
     def _fast_product(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
-        return self._transpose(x, fast=True) if transposed else self._forward(x)
+        return self._transpose(x, fast=True) if transposed else self._forward(x, fast=True)
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
         return self._H if x.device.type == "cuda" else self._H[:_CPU_BLOCK, :_CPU_BLOCK]
 
-    def _cached(self):
-        """``(idx, scale, fold)``, built lazily, kept out of ``state_dict`` and rebuilt
-        when a buffer they derive from changes: ``idx = Pi % Lq`` (int32 when it fits: faster
-        gathers, half the memory), ``scale = B[:d] * inv_norms`` and ``fold``,
-        the ``Lq x L`` CSR matrix of ``u -> (sum of G[i] u[i] over i with Pi[i] % Lq = k)_k``,
-        the adjoint of "tile, permute, scale by G"."""
-        bufs = (self.Pi, self.G, self.B, self.inv_norms)
-        key = bufs + tuple(_version(b) for b in bufs)
-        cache = self.__dict__.get("_ff_cache")
+    def _index(self) -> torch.Tensor:
+        """``Pi % Lq`` (int32 when it fits: faster gathers, half the memory), built on first
+        use, kept out of ``state_dict`` and rebuilt when ``Pi`` changes."""
+        key = (self.Pi, _version(self.Pi))
+        cache = self.__dict__.get("_ff_index")
         if not _cache_valid(cache, key):
             with torch.no_grad(), torch.inference_mode(False):
-                idx64 = self.Pi % self.Lq
-                idx = idx64.to(torch.int32) if self.L < 2**31 - 1 else idx64
-                scale = self.B[: self.d] * self.inv_norms
-                fold = None
-                if self.G.dtype in (torch.float32, torch.float64) and self.G.device.type in (
-                    "cpu", "cuda"
-                ):
-                    fold = _CSRMatrix(idx64, torch.arange(self.L, device=idx.device), self.G,
-                                      self.Lq, self.L)
-            cache = (key, idx, scale, fold)
-            self.__dict__["_ff_cache"] = cache
-        return cache[1:]
+                idx = self.Pi % self.Lq
+                if self.L < 2**31 - 1:
+                    idx = idx.to(torch.int32)
+            cache = (key, idx)
+            self.__dict__["_ff_index"] = cache
+        return cache[1]
 
-    def _forward(self, theta: torch.Tensor) -> torch.Tensor:
+    def _fold(self):
+        """The ``Lq x L`` CSR matrix of ``u -> (sum of G[i] u[i] over i with Pi[i] % Lq = k)_k``,
+        the adjoint of "tile, permute, scale by G" (``None`` for dtypes or devices without
+        CSR kernels). Only the fast ``transpose`` needs it, so it is built on its first call
+        (not by the construction's column norms, which only run ``forward``) and rebuilt
+        when ``Pi`` or ``G`` changes (not when ``inv_norms`` or ``B`` do)."""
+        key = (self.Pi, self.G, _version(self.Pi), _version(self.G))
+        cache = self.__dict__.get("_ff_fold")
+        if not _cache_valid(cache, key):
+            fold = None
+            if self.G.dtype in (torch.float32, torch.float64) and self.G.device.type in (
+                "cpu", "cuda"
+            ):
+                with torch.no_grad(), torch.inference_mode(False):
+                    fold = _CSRMatrix(self._index(), None, self.G, self.Lq, self.L)
+            cache = (key, fold)
+            self.__dict__["_ff_fold"] = cache
+        return cache[1]
+
+    def _forward(self, theta: torch.Tensor, fast: bool = False) -> torch.Tensor:
         H = self._block(theta)
-        idx, scale, _ = self._cached()
-        x = theta * scale
+        x = theta * (self.B[: self.d] * self.inv_norms)
         if self.Lq > self.d:
             x = F.pad(x, (0, self.Lq - self.d))
         x = fwht(x, H)  # = first Lq entries of H_L E_d x, which is Lq-periodic
-        x = x.index_select(-1, idx) * self.G  # tile to length L, permute, scale
+        x = x.index_select(-1, self._index())  # tile to length L and permute
+        x = x.mul_(self.G) if fast else x * self.G  # (in place: one length-L buffer less)
         x = fwht(x, H)
         if self.metric is not None:
             return x[..., : self.D] * self.metric
@@ -210,19 +223,20 @@ class FastfoodProjection(Projection):
 
     def _transpose(self, v: torch.Tensor, fast: bool) -> torch.Tensor:
         H = self._block(v)
-        idx, scale, fold = self._cached()
         u = v * self.metric if self.metric is not None else v
         if self.L > self.D:
             u = F.pad(u, (0, self.L - self.D))
         u = fwht(u, H)
-        if fast and fold is not None:
+        fold = self._fold() if fast else None
+        if fold is not None:
             z = fold(u)
         else:
             u = u * self.G
             z = u.new_zeros(u.shape[:-1] + (self.Lq,))
-            z = z.scatter_add(-1, idx.long().expand(u.shape), u)  # scatter needs int64
+            idx = self._index().long().expand(u.shape)  # scatter needs int64
+            z = z.scatter_add(-1, idx, u)
         z = fwht(z, H)[..., : self.d]
-        return z * scale
+        return z * (self.B[: self.d] * self.inv_norms)
 
     def _extra(self) -> str:
         return f"L={self.L}, metric={'None' if self.metric is None else 'given'}"

@@ -70,9 +70,17 @@ def _version(t: torch.Tensor) -> int:
 def _to_csr(rows, cols, vals, n_rows: int, n_cols: int) -> torch.Tensor:
     """The ``n_rows x n_cols`` CSR matrix with entries ``vals`` at ``(rows, cols)``.
 
+    ``cols=None`` means ``cols = arange(n_cols)`` (one entry per column, in column order):
+    a stable sort of ``rows`` alone then orders the entries, without the ``int64`` sort keys
+    and column array (a third of the transient memory at ``n_cols = 2**25``).
     Indices are int32 when they fit (faster sparse kernels on CPU and CUDA).
     """
-    order = torch.argsort(rows * n_cols + cols)
+    if cols is None:
+        order = torch.argsort(rows, stable=True)
+        cols = order
+    else:
+        order = torch.argsort(rows * n_cols + cols)
+        cols = cols[order]
     counts = torch.bincount(rows, minlength=n_rows)
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     torch.cumsum(counts, 0, out=crow[1:])
@@ -80,7 +88,7 @@ def _to_csr(rows, cols, vals, n_rows: int, n_cols: int) -> torch.Tensor:
     idx = torch.int32 if small else torch.int64
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
         warnings.filterwarnings("ignore", ".*[Ss]parse CSR tensor support", UserWarning)
-        return torch.sparse_csr_tensor(crow.to(idx), cols[order].to(idx), vals[order].contiguous(),
+        return torch.sparse_csr_tensor(crow.to(idx), cols.to(idx), vals[order].contiguous(),
                                        (n_rows, n_cols), check_invariants=False)
 
 
@@ -99,6 +107,7 @@ class _CSRMatrix:
     """A fixed ``n_rows x n_cols`` sparse matrix with fast products on 1-D and 2-D inputs.
 
     Holds the blocked form (when used) and, built on first need, the plain CSR form.
+    ``cols=None`` stands for ``arange(n_cols)``, see :func:`_to_csr`.
     """
 
     def __init__(self, rows, cols, vals, n_rows: int, n_cols: int):
@@ -109,12 +118,15 @@ class _CSRMatrix:
         self.blocked = None
         if vals.device.type == "cpu" and vals.numel() <= _BLOCK_MAX_ROW_NNZ * n_rows:
             k = self.k = max(1, _BLOCK_BYTES // vals.element_size())
+            rows = rows.long()
+            if cols is None:
+                cols = torch.arange(n_cols, device=rows.device)
             self.blocked = _to_csr(rows // k, cols * k + rows % k, vals, -(-n_rows // k),
                                    n_cols * k)
         else:
             self._A = _to_csr(rows, cols, vals, n_rows, n_cols)
-        if self._A is None:
-            self._coo = tuple(t.detach() for t in self._coo)  # kept to build A if needed
+        if self._A is None:  # kept to build A if needed
+            self._coo = tuple(None if t is None else t.detach() for t in self._coo)
         else:
             self._coo = None
 
