@@ -14,6 +14,12 @@ __all__ = ["SubspaceModule"]
 KINDS = ("hyperplane", "hypersphere")
 
 
+def _norm(w: torch.Tensor, keepdim: bool = False, cast: bool = True) -> torch.Tensor:
+    """``||w||`` over the last axis, accumulated in float64 (in ``w``'s dtype if ``cast``)."""
+    n = torch.linalg.vector_norm(w, dim=-1, keepdim=keepdim, dtype=torch.float64)
+    return n.to(w.dtype) if cast else n
+
+
 class SubspaceModule(nn.Module):
     """Wrap ``module`` so that its only trainable parameter is ``theta`` in R^d.
 
@@ -113,7 +119,9 @@ class SubspaceModule(nn.Module):
             projection = projection.to(dtype=w0.dtype, device=w0.device)
         self.projection = projection
         self.register_buffer("w0", w0)
-        self.register_buffer("r0", w0.norm())
+        # norms accumulate in float64: in float32 the squares of a tiny init underflow
+        # (||w0|| = 1e-22 r_ref came out 15% short, 1e-30 r_ref as 0)
+        self.register_buffer("r0", _norm(w0))
         if kind == "hypersphere" and float(self.r0) == 0.0:
             raise ValueError("a hypersphere through w0 = 0 has radius 0; initialize the module.")
         self.theta = nn.Parameter(torch.zeros(projection.d, dtype=w0.dtype, device=w0.device))
@@ -149,7 +157,7 @@ class SubspaceModule(nn.Module):
         theta = self.theta if theta is None else theta
         w = self.w0 + self.projection(theta)
         if self.kind == "hypersphere":  # each point of a batch of thetas on the sphere
-            w = w * (self.r0 / w.norm(dim=-1, keepdim=True))
+            w = w * (self.r0.double() / _norm(w, keepdim=True, cast=False)).to(w.dtype)
         return w
 
     def forward(self, x, *args, **kwargs):
@@ -174,7 +182,7 @@ class SubspaceModule(nn.Module):
 
     def radius(self) -> float:
         """Current radius ``||w(theta)||``."""
-        return float(self.point().detach().norm())
+        return float(_norm(self.point().detach(), cast=False))
 
     def materialize(self) -> nn.Module:
         """A plain copy of the wrapped module with real parameters at ``w(theta)`` (frozen

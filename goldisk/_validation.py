@@ -263,9 +263,13 @@ def check_outputs(model: nn.Module, X, y, loss: str = "cross_entropy", name: str
     elif loss == "mse":
         per_sample = int(np.prod(tuple(y.shape[1:]))) if y.ndim > 1 else 1
         if per_sample != n_out:
+            hint = ""
+            if per_sample == 1 and n_out > 1:
+                hint = (" For classification give y as integer class labels or pass "
+                        "loss='cross_entropy' (floating y is taken as a regression target).")
             raise ValueError(
                 f"loss='mse' needs {n_out} target(s) per sample to match the model's "
-                f"{n_out} outputs, but y has shape {tuple(y.shape)}."
+                f"{n_out} outputs, but y has shape {tuple(y.shape)}.{hint}"
             )
     return integer_input
 

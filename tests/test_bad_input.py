@@ -77,6 +77,10 @@ def proj(d=3, D_=D):
     return make_projection("dense", D_, d, random_state=0)
 
 
+def _no_unit(rows):
+    raise AssertionError(f"a unit ran before the bad setting was refused: {rows}")
+
+
 def clf(**kw):
     params = dict(module__hidden=(5,), max_epochs=1, random_state=0)
     params.update(kw)
@@ -173,6 +177,10 @@ CASES = [
          r"y has 1 class \(\[0\]\).*at least 2 classes.*classes=\["),
     case("clf-y-continuous", lambda: clf().fit(X, _rng.normal(size=24)), ValueError,
          r"Unknown label type: continuous"),
+    case("clf-partial_fit-first-chunk-lacks-labels",
+         lambda: clf().partial_fit(X[Y < 2], Y[Y < 2]).partial_fit(X, Y), ValueError,
+         r"labels not in classes_ \[0, 1\]: \[2\].*pass classes=\[...\] listing every "
+         r"label to the first partial_fit call"),
     case("clf-partial-fit-unseen-labels", lambda: fitted().partial_fit(X, Y + 5), ValueError,
          r"y contains labels not in classes_ \[0, 1, 2\]: \[5, 6, 7\]"),
     case("clf-score-unseen-labels", lambda: fitted().score(X, Y + 5), OK,
@@ -269,6 +277,10 @@ CASES = [
          r"not initialized yet. Call 'initialize' or 'fit'"),
     case("probe-unseen-labels", lambda: CurvatureProbe(dim=2).measure(fitted(), X, Y + 5),
          ValueError, r"y contains labels not in classes_"),
+    case("probe-float-class-labels-on-a-plain-module",
+         lambda: CurvatureProbe(dim=2).measure(net(), X, Y.astype(float)), ValueError,
+         r"loss='mse' needs 3 target\(s\).*integer class labels or pass "
+         r"loss='cross_entropy'"),
     case("probe-X-nan", lambda: CurvatureProbe(dim=2).measure(net(), X_NAN, Y), ValueError,
          r"X contains NaN or infinite values; remove or impute"),
     case("probe-X-inf", lambda: CurvatureProbe(dim=2).measure(net(), X_INF, Y), ValueError,
@@ -487,6 +499,22 @@ CASES = [
          lambda: trajectory(net(), X, Y + 1, X, Y, radii=[1.0], n_repeats=1, epochs=1,
                             progress=False),
          ValueError, r"y has labels in \[1, 3\] but model returns 3 logits"),
+    case("trajectory-n_repeats-zero",
+         lambda: trajectory(net(), X, Y, X, Y, radii=[1.0], n_repeats=0, epochs=1,
+                            progress=False),
+         ValueError, r"n_repeats must be >= 1, got 0"),
+    case("trajectory-lr-nan",
+         lambda: trajectory(net(), X, Y, X, Y, radii=[1.0], n_repeats=1, epochs=1,
+                            lr=math.nan, progress=False),
+         ValueError, r"lr must be finite and > 0, got nan"),
+    case("subspace_train-lr-zero-refused-before-the-first-unit",
+         lambda: subspace_train(net(), X, Y, X, Y, radii=[1.0], dims=(2,), n_repeats=1,
+                                epochs=1, lr=0, progress=False, on_result=_no_unit),
+         ValueError, r"lr must be finite and > 0, got 0"),
+    case("subspace_train-full_lr-negative",
+         lambda: subspace_train(net(), X, Y, X, Y, radii=[1.0], dims=(2,), n_repeats=1,
+                                epochs=1, full_lr=-1.0, progress=False),
+         ValueError, r"full_lr must be finite and > 0, got -1.0"),
     case("make_projection-random_state-2**64",
          lambda: make_projection("sparse", 100, 3, random_state=2**64), ValueError,
          r"random_state must be an int below 2\*\*64"),

@@ -2,6 +2,7 @@
 
 import copy
 import io
+import math
 import pickle
 
 import pytest
@@ -165,3 +166,26 @@ def test_hypersphere_point_of_a_batch_of_thetas_is_each_point():
     batched = sub.point(T)
     torch.testing.assert_close(batched, torch.stack([sub.point(t) for t in T]))
     torch.testing.assert_close(batched.norm(dim=-1), sub.r0.expand(3))
+
+
+@pytest.mark.parametrize("scale", [1e-22, 1e-30])
+def test_float32_hypersphere_radius_of_a_tiny_init(scale):
+    # the float32 squares of such weights underflow: r0 came out 15% short at 1e-22, and at
+    # 1e-30 the module refused the init as if it were 0
+    from goldisk.models import MLP
+
+    torch.manual_seed(0)
+    net = MLP(4, (8,), 3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    exact = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
+    P = make_projection("sparse", sum(p.numel() for p in net.parameters()), 3, random_state=0,
+                        dtype=torch.float32)
+    m = SubspaceModule(net, P, kind="hypersphere")
+    assert abs(float(m.r0) / exact - 1) < 1e-6
+    with torch.no_grad():
+        m.theta.copy_(torch.tensor([0.5, -1.0, 2.0]) * scale)
+    assert m.point().dtype == torch.float32
+    assert abs(m.radius() / exact - 1) < 1e-6
+    assert abs(float(m.point().double().norm()) / exact - 1) < 1e-6

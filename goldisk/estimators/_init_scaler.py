@@ -71,7 +71,9 @@ class InitScaler(BaseEstimator):
     mode : {"global", "per_layer"}, default="global"
         ``"global"``: one factor for all trainable parameters (Fort & Scherlis), keeping the
         direction of ``w``. ``"per_layer"``: each Linear/Conv layer is put on its own
-        shell ``radius * r_ref(layer)`` (see :func:`goldisk.rescale_`).
+        shell ``radius * r_ref(layer)`` (see :func:`goldisk.rescale_`); normalization
+        scales and other parameters outside Linear/Conv layers keep their values, so with
+        such layers ``||w||`` is not ``radius * r_ref`` (only the layers' own norms are).
     temperature : float, default=1.0
         Softmax temperature: the logits are divided by it (a
         :class:`goldisk.SoftmaxTemperature` wrapper, not trained). Finite and > 0.

@@ -139,7 +139,9 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
         unknown = classes[order][pos] != y
         if np.any(unknown):
             raise ValueError(f"y contains labels not in classes_ {classes.tolist()}: "
-                             f"{np.unique(y[unknown]).tolist()}.")
+                             f"{np.unique(y[unknown]).tolist()}. classes_ comes from the first "
+                             "fit or partial_fit; pass classes=[...] listing every label to "
+                             "the first partial_fit call (or to the constructor).")
         return X, order[pos].astype(np.int64)
 
     def predict_proba(self, X):

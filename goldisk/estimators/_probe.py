@@ -232,7 +232,7 @@ class CurvatureProbe(BaseEstimator):
         self._validate(ParamLayout(module).D)
         X, y = check_data(X, y)
         check_outputs(module, X, y, loss)
-        if self.kind == "hypersphere" and float(parameter_vector(module).norm()) == 0.0:
+        if self.kind == "hypersphere" and not bool(parameter_vector(module).ne(0).any()):
             raise ValueError(
                 "kind='hypersphere' needs a point of radius > 0, but every parameter of the "
                 "model is 0; initialize the model (e.g. with InitScaler) or use "

@@ -23,7 +23,7 @@ from .._radius import REFERENCES, reference_radius
 from .._rng import check_random_state
 from .._subspace import SubspaceModule
 from ..projections import make_projection
-from ._training import Units, check_ratios, check_train_val, point_at, train
+from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
 
 __all__ = ["subspace_train", "intrinsic_dimension", "SUBSPACE_KINDS", "SUBSPACE_COLUMNS"]
 
@@ -115,8 +115,9 @@ def subspace_train(
     dims = sorted({int(d) for d in dims})
     if not dims or dims[0] < 1 or dims[-1] > D:
         raise ValueError(f"dims must be integers in [1, D={D}], got {dims}.")
-    if int(n_repeats) < 1:
-        raise ValueError(f"n_repeats must be >= 1, got {n_repeats}.")
+    check_training(optimizer, lr, epochs, batch_size, n_repeats)
+    if full_space:
+        check_training(optimizer, full_lr, epochs, batch_size, lr_name="full_lr")
     r_ref = reference_radius(model, reference)
     check_train_val(model, X, y, X_val, y_val)
     rng = check_random_state(random_state)

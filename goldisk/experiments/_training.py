@@ -142,14 +142,7 @@ def train(
     >>> h["step"].tolist(), bool(h["train_loss"].iloc[-1] < h["train_loss"].iloc[0])
     ([0, 4, 8, 12], True)
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    if int(epochs) < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}.")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be finite and > 0, got {lr}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    check_training(optimizer, lr, epochs, batch_size)
     if fixed_radius and isinstance(model, SubspaceModule):
         raise ValueError("fixed_radius=True acts on the full parameters; for a SubspaceModule use "
                          "kind='hypersphere' instead.")
@@ -215,6 +208,21 @@ def train(
 
 
 # ---------------------------------------------------------------- bookkeeping
+def check_training(optimizer, lr, epochs, batch_size, n_repeats=1, lr_name="lr") -> None:
+    """Validate :func:`train`'s settings (and an experiment's ``n_repeats``) up front, so that
+    an experiment refuses them before its first unit runs."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if int(epochs) < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}.")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{lr_name} must be finite and > 0, got {lr}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if int(n_repeats) < 1:
+        raise ValueError(f"n_repeats must be >= 1, got {n_repeats}.")
+
+
 def check_train_val(model: nn.Module, X, y, X_val, y_val) -> None:
     """Training and validation data a classifier ``model`` can train on: finite, of equal
     lengths, labels in ``0..n_outputs-1`` (a ``ValueError`` naming the set otherwise)."""

@@ -21,7 +21,7 @@ from torch import nn
 from .._flat import ParamLayout
 from .._radius import REFERENCES, reference_radius
 from .._rng import check_random_state
-from ._training import Units, check_ratios, check_train_val, point_at, train
+from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
 
 __all__ = ["trajectory", "fit_radius_growth", "TRAJECTORY_COLUMNS"]
 
@@ -68,7 +68,10 @@ def trajectory(
     optimizer, lr, epochs, batch_size
         Chang: Adam, 15 epochs.
     records_per_epoch : int
-        Measurements per epoch (plus one before training).
+        About this many records per epoch, plus one before training: a record every
+        ``max(1, steps_per_epoch // records_per_epoch)`` optimizer steps, counted across
+        epochs (so 22 steps an epoch and 4 records give one every 5 steps, 4.4 an epoch;
+        with no more steps an epoch than ``records_per_epoch``, every step).
 
     Returns
     -------
@@ -90,6 +93,7 @@ def trajectory(
     modes = list(modes)
     if not modes or any(m not in ("free", "fixed") for m in modes):
         raise ValueError(f"modes must be a non-empty subset of ('free', 'fixed'), got {modes}.")
+    check_training(optimizer, lr, epochs, batch_size, n_repeats)
     if int(records_per_epoch) < 1:
         raise ValueError(f"records_per_epoch must be >= 1, got {records_per_epoch}.")
     check_train_val(model, X, y, X_val, y_val)
