@@ -265,7 +265,10 @@ def _li_port():
         return None, f"{LI_PORT_MISSING} (import intrinsic: {exc})"
 
 
-def overhead(dev, D_target, d, batch, steps=5, repeats=20):
+def overhead(dev, D_target, d, batch, steps=5, repeats=20, save=None):
+    """Rows of median step time per method, and notes; ``save(rows, notes)`` (if given)
+    is called after every round-robin round with the rows so far, so a run cut short keeps
+    what it measured."""
     width = 700 if D_target > 500_000 else 200  # D = 1,047,210 or 199,210
     net = MLP(784, (width, width), 10).to(dev)
     D = sum(p.numel() for p in net.parameters())
@@ -323,23 +326,30 @@ def overhead(dev, D_target, d, batch, steps=5, repeats=20):
 
     runners = {name: stepper(module) for name, (module, _) in methods.items()}
     samples = {name: [] for name in methods}
-    for _ in range(repeats):  # round robin: a change of the machine's load hits all alike
+    unit = "mean step time of each block" if dev.type == "cuda" else "step time"
+
+    def summarize(rounds):
+        full = statistics.median(samples["full space"])
+        rows = []
+        for name, (_, dim) in methods.items():
+            t = statistics.median(samples[name])
+            rows.append({"method": name, "D": D, "d": dim, "step_s": t, "ratio": t / full,
+                         "step_s_quartiles": (statistics.quantiles(samples[name], n=4)
+                                              if len(samples[name]) > 1 else [t, t, t]),
+                         "steps_timed": len(samples[name])})
+        notes = {"li_et_al_port": (f"not available: {li_missing}" if li is None
+                                   else f"run; errors: {li_errors}" if li_errors else "run"),
+                 "timing": f"median {unit} over {rounds} round-robin blocks of {steps} steps "
+                           "per method, each block after one untimed step (and 3 warm-up "
+                           "steps at first); ratio = median / full-space median"}
+        return rows, notes
+
+    for k in range(repeats):  # round robin: a change of the machine's load hits all alike
         for name, run in runners.items():
             samples[name].extend(run(steps))
-    full = statistics.median(samples["full space"])
-    rows = []
-    for name, (_, dim) in methods.items():
-        t = statistics.median(samples[name])
-        rows.append({"method": name, "D": D, "d": dim, "step_s": t, "ratio": t / full,
-                     "step_s_quartiles": statistics.quantiles(samples[name], n=4),
-                     "steps_timed": len(samples[name])})
-    unit = "mean step time of each block" if dev.type == "cuda" else "step time"
-    notes = {"li_et_al_port": (f"not available: {li_missing}" if li is None
-                               else f"run; errors: {li_errors}" if li_errors else "run"),
-             "timing": f"median {unit} over {repeats} round-robin blocks of {steps} steps per "
-                       "method, each block after one untimed step (and 3 warm-up steps at "
-                       "first); ratio = median / full-space median"}
-    return rows, notes
+        if save is not None and k + 1 < repeats:
+            save(*summarize(k + 1))
+    return summarize(repeats)
 
 
 def main():
@@ -380,7 +390,11 @@ def main():
            "threads": torch.get_num_threads(), "environment": environment(str(dev))}
     if args.only in (None, "overhead"):
         D_target = 1_000_000 if dev.type == "cuda" else 200_000
-        rows, notes = overhead(dev, D_target, args.d, args.batch, args.steps, args.repeats)
+        def save_overhead(rows, notes):
+            write_json(path, dict(out, overhead=rows, overhead_notes=notes, partial=True))
+
+        rows, notes = overhead(dev, D_target, args.d, args.batch, args.steps, args.repeats,
+                               save_overhead)
         out["overhead"] = rows
         out["overhead_notes"] = notes
         table = [dict(r, step_ms=1e3 * r["step_s"]) for r in rows]

@@ -109,3 +109,19 @@ def test_fastfood_memory_benchmark_records_every_stage(tmp_path, monkeypatch):
     assert row["fold_cache_mib"] * 2**20 == 4096 * (8 + 4) + 9 * 4
     assert row["index_cache_mib"] * 2**20 == 4096 * 4
     assert all(s["seconds"] > 0 and s["peak_mib"] >= 0 for s in row["stages"].values())
+
+
+def test_overhead_benchmark_saves_after_every_round(monkeypatch):
+    # a run cut short (the GPU lease's time limit) keeps the rounds it finished
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    script = importlib.import_module("bench_scale")
+    saved = []
+    rows, notes = script.overhead(torch.device("cpu"), 200_000, 4, batch=8, steps=1,
+                                  repeats=3, save=lambda r, n: saved.append((r, n)))
+    methods = ["full space", "subspace (dense)", "subspace (sparse)", "subspace (sparse-li)",
+               "subspace (fastfood)"]
+    assert [r["method"] for r in rows] == methods
+    assert [[r["steps_timed"] for r in s[0]] for s in saved] == [[1] * 5, [2] * 5]
+    assert "over 2 round-robin blocks" in saved[-1][1]["timing"]
+    assert all(r["step_s"] > 0 for r in rows) and rows[0]["ratio"] == 1.0
+    assert {r["D"] for r in rows} == {199_210} and [r["d"] for r in rows] == [199_210] + [4] * 4
