@@ -71,6 +71,23 @@ class ParamLayout:
         self.shapes = [tuple(params[n].shape) for n in self.names]
         self.numels = [math.prod(s) for s in self.shapes]
         self.D = int(sum(self.numels))
+        # Every place of each parameter: each (module, attribute) holding it, a module used
+        # twice counted once (under its first path). ``call`` passes them all with
+        # ``tie_weights=False``: torch's own tie handling swaps a module used twice twice,
+        # and with a parameter also tied to another layer it restores the wrong tensor (torch
+        # 2.14: the caller's tie is broken and the values are wrong).
+        first = {id(p): n for n, p in module.named_parameters()}
+        wanted = set(self.names)
+        self._places: dict[str, list[str]] = {}
+        for path, sub in module.named_modules():
+            for leaf, p in sub._parameters.items():
+                if p is not None and first.get(id(p)) in wanted:
+                    place = f"{path}.{leaf}" if path else leaf
+                    self._places.setdefault(first[id(p)], []).append(place)
+
+    def bind(self, values: dict) -> dict:
+        """``{place: values[name]}`` for every place of each parameter (see ``call``)."""
+        return {place: values[name] for name in self.names for place in self._places[name]}
 
     def unflatten(self, w: torch.Tensor) -> dict:
         out, start = {}, 0
@@ -81,7 +98,7 @@ class ParamLayout:
         return out
 
     def call(self, module: nn.Module, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(module, self.unflatten(w), (x,))
+        return functional_call(module, self.bind(self.unflatten(w)), (x,), tie_weights=False)
 
     @torch.no_grad()
     def assign_(self, module: nn.Module, w: torch.Tensor) -> nn.Module:

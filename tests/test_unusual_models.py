@@ -394,3 +394,59 @@ def test_attention_hessian_matches_brute_force_and_its_dropout_is_turned_off(met
     with pytest.warns(UserWarning, match="'attn'"):
         res = subspace_hessian(net, X, y, None, method=method)
     torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)
+
+
+class TwiceAndTied(nn.Module):
+    """``mid`` is used twice (``mid2`` is the same module) and ``extra`` reuses its weight:
+    torch's ``functional_call(tie_weights=True)`` restored this tie wrongly (torch 2.14)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.mid, self.out = nn.Linear(6, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+        self.mid2 = self.mid
+        self.extra = nn.Linear(4, 4, bias=False)
+        self.extra.weight = self.mid.weight
+
+    def forward(self, x):
+        a = torch.tanh(self.mid(torch.tanh(self.inp(x))))
+        return self.out(torch.tanh(self.extra(torch.tanh(self.mid2(a)))))
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_a_module_used_twice_with_a_weight_tied_elsewhere(method):
+    torch.manual_seed(0)
+    net = TwiceAndTied().double()
+    X, y = data()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["inp.weight", "inp.bias", "mid.weight", "mid.bias", "out.weight",
+                     "out.bias"]
+    shapes = [p.shape for p in net.parameters()]
+    w0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss(w):  # the network written out by hand, independent of functional_call
+        p, i = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            p[n], i = w[i : i + math.prod(s)].reshape(s), i + math.prod(s)
+        W, b = p["mid.weight"], p["mid.bias"]
+        a = torch.tanh(torch.tanh(X @ p["inp.weight"].T + p["inp.bias"]) @ W.T + b)
+        a = torch.tanh(torch.tanh(a @ W.T + b) @ W.T)
+        return F.cross_entropy(a @ p["out.weight"].T + p["out.bias"], y)
+
+    P = make_projection("dense", w0.numel(), 5, random_state=0)
+    M = P.to_dense()
+    H_ref = M.T @ torch.autograd.functional.hessian(loss, w0) @ M
+    res = subspace_hessian(net, X, y, P, method=method)
+    torch.testing.assert_close(res.H, H_ref, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(res.loss, loss(w0), rtol=1e-13, atol=0)
+    # the caller's module is only read: the tie and the parameter count are intact
+    assert net.extra.weight is net.mid.weight and net.mid2 is net.mid
+    assert len(list(net.parameters())) == 6
+    H_full = torch.autograd.functional.hessian(loss, w0)
+    full = subspace_hessian(net, X, y, None, method=method)
+    torch.testing.assert_close(full.H, H_full, rtol=1e-10, atol=1e-13)
+    est = hutchinson(net, X, y, n_probes=400, random_state=0)
+    assert abs(est["trace"] - float(H_full.trace())) < 5 * est["trace_se"]
+    assert net.extra.weight is net.mid.weight
+    state = CurvatureProbe(dim=5, n_subspaces=1, random_state=0).measure(net, X, y)
+    assert float(state["loss"].iloc[0]) == pytest.approx(float(loss(w0)), rel=1e-12)
+    assert net.extra.weight is net.mid.weight and len(list(net.parameters())) == 6

@@ -97,7 +97,8 @@ def gradient_graph(net, layout, base, xb, yb, loss, n):
     (``create_graph``) for the double backward of :func:`hessian_block`.
     """
     params = [t.detach().requires_grad_() for t in layout.unflatten(base).values()]
-    z = functional_call(net, dict(zip(layout.names, params, strict=True)), (xb,))
+    values = dict(zip(layout.names, params, strict=True))
+    z = functional_call(net, layout.bind(values), (xb,), tie_weights=False)
     lsum = per_sample_loss(z, yb, loss).sum() / n
     (r,) = torch.autograd.grad(lsum, z, create_graph=True)
     g = torch.autograd.grad(z, params, grad_outputs=r, create_graph=True, allow_unused=True,
