@@ -377,3 +377,28 @@ def test_csr_with_implicit_columns_matches_the_dense_matrix(n_rows, n_cols):
     torch.testing.assert_close(A(x), dense @ x, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(A(X), X @ dense.T, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(A.A.to_dense(), dense, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind, buffer", [("sparse", "vals"), ("fastfood", "G"),
+                                          ("fastfood", "Pi")])
+def test_a_projection_built_in_inference_mode_follows_in_place_edits(kind, buffer):
+    # inference tensors have no version counter: caches built from them could not see an
+    # in-place edit (P^T v was off by up to 4.3 for |P^T v| ~ 3)
+    from goldisk.projections import make_projection
+
+    theta, v = rand(5), rand(1000, seed=2)
+    with torch.inference_mode():
+        P = make_projection(kind, 1000, 5, random_state=4)
+        P(theta), P.transpose(v)
+        b = getattr(P, buffer)
+        if buffer == "Pi":
+            b.copy_(b.flip(0))
+        else:
+            b.mul_(-3.0)
+        y, z = P(theta).clone(), P.transpose(v).clone()
+    Q = make_projection(kind, 1000, 5, random_state=0)  # same buffers, outside inference mode
+    Q.load_state_dict({k: t.clone() if torch.is_tensor(t) else t
+                       for k, t in P.state_dict().items()})
+    M = Q.to_dense()
+    torch.testing.assert_close(y, M @ theta, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z, M.T @ v, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
-from ._sparse import _cache_valid, _CSRMatrix, _fast_path_ok, _FixedLinear, _version
+from ._sparse import _cache_valid, _CSRMatrix, _FixedLinear, _uses_caches, _version
 
 #: The Walsh-Hadamard transform is applied as a Kronecker product of ``2**_BLOCK_LOG2``-sized
 #: Sylvester blocks (one small matmul per factor), which is several times faster on CPU than
@@ -165,7 +165,7 @@ class FastfoodProjection(Projection):
         """Plain 1-D/2-D tensors: an autograd Function whose backward is the adjoint map
         (nothing of length ``L`` is saved). Under ``torch.func`` transforms: the same
         functional ops, differentiated by the transforms."""
-        if _fast_path_ok(x):
+        if _uses_caches(self, x):
             return _FixedLinear.apply(x, self, transposed)
         return self._transpose(x, fast=False) if transposed else self._forward(x)
 

@@ -60,11 +60,13 @@ def _sample_positions(counts: torch.Tensor, D: int, g: torch.Generator):
     return rows[order], cols[order]
 
 
-def _version(t: torch.Tensor) -> int:
+def _version(t: torch.Tensor) -> int | None:
+    """``t``'s version counter (bumped by every in-place change), ``None`` for an inference
+    tensor, which has none: a cache keyed on it is then never reused (see ``_cache_valid``)."""
     try:
         return t._version
-    except RuntimeError:  # inference tensors have no version counter
-        return -1
+    except RuntimeError:
+        return None
 
 
 def _to_csr(rows, cols, vals, n_rows: int, n_cols: int) -> torch.Tensor:
@@ -154,10 +156,21 @@ class _CSRMatrix:
 
 
 def _cache_valid(cache, key) -> bool:
-    """Whether ``cache = (key', ...)`` was built for ``key`` (tensors compared by identity)."""
+    """Whether ``cache = (key', ...)`` was built for ``key`` (tensors compared by identity);
+    never when ``key`` holds a ``None`` version (an inference tensor, whose in-place changes
+    cannot be seen)."""
     return cache is not None and len(cache[0]) == len(key) and all(
+        k is not None for k in key) and all(
         a is b if torch.is_tensor(a) else a == b for a, b in zip(cache[0], key, strict=True)
     )
+
+
+def _uses_caches(proj, x: torch.Tensor) -> bool:
+    """Whether a product of ``proj`` with ``x`` takes the fast path through the cached CSR
+    forms: ``x`` qualifies (:func:`_fast_path_ok`) and no buffer is an inference tensor
+    (those have no version counter, so a cache built from them could go stale unseen; the
+    functional forms read the buffers directly)."""
+    return _fast_path_ok(x) and not any(b.is_inference() for b in proj.buffers())
 
 
 #: dtypes with CSR matrix-vector kernels on CPU and CUDA
@@ -295,7 +308,7 @@ class SparseProjection(Projection):
     # ------------------------------------------------------------------ the two code paths
     def _linear(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
         """``P x`` (or ``P^T x``): CSR product on plain tensors, gather/scatter otherwise."""
-        if _fast_path_ok(x):
+        if _uses_caches(self, x):
             return _FixedLinear.apply(x, self, transposed)
         return self._gather_scatter(x, transposed)
 
