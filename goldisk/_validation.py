@@ -19,8 +19,54 @@ from torch.nn.utils.spectral_norm import SpectralNorm as _SpectralNormHook
 from torch.nn.utils.weight_norm import WeightNorm as _WeightNormHook
 
 __all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_device",
-           "deterministic",
+           "check_positive_int", "check_float_dtype", "check_scales", "deterministic",
            "mode_dependent", "second_order", "TRANSFORMS_LOCK"]
+
+#: The precisions the engine computes in.
+FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_positive_int(value, name: str, allow_none: bool = False):
+    """``value`` as an int >= 1 (``None`` passes when ``allow_none``); a bool, a fraction
+    or anything else is a ``ValueError`` naming ``name``."""
+    if value is None and allow_none:
+        return None
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        what = "a positive integer or None" if allow_none else "a positive integer"
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return int(value)
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """``torch.float32`` / ``torch.float64`` (or their names) as a torch dtype."""
+    if isinstance(dtype, str) and dtype in FLOAT_DTYPES:
+        return FLOAT_DTYPES[dtype]
+    if dtype in FLOAT_DTYPES.values():
+        return dtype
+    raise ValueError(f"{name} must be torch.float32 or torch.float64 (or 'float32' / "
+                     f"'float64'), got {dtype!r}; half precision is too coarse for "
+                     "second derivatives.")
+
+
+def check_scales(scales, name: str = "scales"):
+    """``None`` or a non-empty sequence of finite numbers, as a list of floats."""
+    if scales is None:
+        return None
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__"):
+        raise ValueError(f"{name} must be None or a sequence of finite numbers (e.g. "
+                         f"[{scales!r}]), got {scales!r}.")
+    try:
+        values = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        values = []
+    if not values or not all(np.isfinite(values)):
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got "
+                         f"{scales!r}.")
+    return values
 
 #: Serializes goldisk's ``torch.func`` work (``jvp`` over ``grad``, ``vmap``) between
 #: threads: torch's forward-mode AD levels are process-global, and two threads computing

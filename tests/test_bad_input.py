@@ -408,6 +408,23 @@ CASES = [
          ValueError, r"has no parameters"),
     case("hutchinson-n_probes-zero", lambda: hutchinson(net(), X, Y, n_probes=0), ValueError,
          r"n_probes must be an int >= 1"),
+    case("hutchinson-batch_size-zero", lambda: hutchinson(net(), X, Y, n_probes=2, batch_size=0),
+         ValueError, r"batch_size must be a positive integer, got 0"),
+    case("hutchinson-dtype-half", lambda: hutchinson(net(), X, Y, dtype=torch.float16),
+         ValueError, r"dtype must be torch.float32 or torch.float64"),
+    case("model_state-batch_size-zero", lambda: model_state(net(), X, Y, batch_size=0),
+         ValueError, r"batch_size must be a positive integer, got 0"),
+    case("hessian-batch_size-fraction", lambda: subspace_hessian(net(), X, Y, None,
+                                                                 batch_size=2.5),
+         ValueError, r"batch_size must be a positive integer, got 2.5"),
+    case("hessian-batch_size-bool", lambda: subspace_hessian(net(), X, Y, None, batch_size=True),
+         ValueError, r"batch_size must be a positive integer, got True"),
+    case("hessian-scales-a-number", lambda: subspace_hessian(net(), X, Y, None, scales=2.0),
+         ValueError, r"scales must be None or a sequence of finite numbers \(e.g. \[2.0\]\)"),
+    case("hessian-dtype-half", lambda: subspace_hessian(net(), X, Y, None, dtype=torch.float16),
+         ValueError, r"dtype must be torch.float32 or torch.float64.*half precision"),
+    case("hessian-dtype-by-name", lambda: subspace_hessian(net(), X, Y, None, dtype="float64"),
+         OK, check=lambda r: torch.equal(r.H, subspace_hessian(net(), X, Y, None).H)),
     case("model_state-X-nan", lambda: model_state(net(), X_NAN, Y), ValueError,
          r"X contains NaN or infinite values"),
     case("model_state-labels-out-of-range", lambda: model_state(net(), X, Y - 1), ValueError,
@@ -424,7 +441,8 @@ CASES = [
     case("subspace_hessian-projection-D-mismatch", lambda: subspace_hessian(
         net(), X, Y, proj(D_=10)), ValueError, r"projection maps to D=10 but the model has D=43"),
     case("subspace_hessian-batch_size-zero", lambda: subspace_hessian(
-        net(), X, Y, proj(), batch_size=0), ValueError, r"batch_size must be >= 1"),
+        net(), X, Y, proj(), batch_size=0), ValueError,
+         r"batch_size must be a positive integer, got 0"),
     case("subspace_hessian-point-length", lambda: subspace_hessian(
         net(), X, Y, proj(), point=torch.zeros(5)), ValueError, r"point has 5 entries"),
     case("subspace_hessian-X-float16", lambda: subspace_hessian(

@@ -29,8 +29,11 @@ from .._flat import ParamLayout, parameter_vector
 from .._validation import (
     TRANSFORMS_LOCK,
     check_data,
+    check_float_dtype,
     check_model,
     check_outputs,
+    check_positive_int,
+    check_scales,
     deterministic,
     mode_dependent,
     model_device,
@@ -209,8 +212,9 @@ def subspace_hessian(
         ``vmap(jvp(grad))`` over the directions, vectorized over the points too (fastest on
         a GPU for radius sweeps). ``auto``: ``forward`` on CUDA or when ``scale_chunk > 1``
         is asked for, else ``reverse``. Both are exact; they agree to rounding.
-    dtype : torch.dtype, default=torch.float64
-        Precision of the computation (the model is copied when it differs).
+    dtype : torch.float64 or torch.float32 (or their names), default=torch.float64
+        Precision of the computation (the model is copied when it differs); half
+        precision is refused.
     device : torch.device or str, optional
         Where it runs; default: the model's device.
 
@@ -233,15 +237,15 @@ def subspace_hessian(
         raise ValueError(f"kind must be 'hyperplane' or 'hypersphere', got {kind!r}.")
     if len(X) == 0:
         raise ValueError("X is empty: the Hessian of a mean over zero samples is undefined.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if gauss_newton not in (True, False):
         raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    for name, value in (("chunk_size", chunk_size), ("scale_chunk", scale_chunk)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}.")
+    chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    scale_chunk = check_positive_int(scale_chunk, "scale_chunk", allow_none=True)
+    scales = check_scales(scales)
+    dtype = check_float_dtype(dtype)
     check_model(model)
     X, y = check_data(X, y)
     device = model_device(model, device)

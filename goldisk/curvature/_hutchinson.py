@@ -13,8 +13,10 @@ from .._rng import torch_generator
 from .._validation import (
     TRANSFORMS_LOCK,
     check_data,
+    check_float_dtype,
     check_model,
     check_outputs,
+    check_positive_int,
     deterministic,
     model_device,
     second_order,
@@ -78,9 +80,9 @@ def hutchinson(
         raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
     if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 1:
         raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}.")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size
-                                   or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}.")
+    chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dtype = check_float_dtype(dtype)
     check_model(model)
     X, y = check_data(X, y)
     integer_input = check_outputs(model, X, y, loss)

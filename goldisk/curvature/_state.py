@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_data, check_outputs, deterministic, model_device
+from .._validation import (
+    check_data,
+    check_float_dtype,
+    check_outputs,
+    check_positive_int,
+    deterministic,
+    model_device,
+)
 from ._hessian import batches, prepare_model
 from ._losses import logit_gradient, per_sample_loss
 
@@ -54,6 +61,8 @@ def model_state(
     >>> round(s["loss"], 6), s["zero_logit_frac"], round(s["confidence"], 6)
     (1.098612, 1.0, 0.333333)
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dtype = check_float_dtype(dtype)
     X, y = check_data(X, y)
     integer_input = check_outputs(model, X, y, loss)
     device = model_device(model, device)
