@@ -166,11 +166,21 @@ def _cache_valid(cache, key) -> bool:
 
 
 def _uses_caches(proj, x: torch.Tensor) -> bool:
-    """Whether a product of ``proj`` with ``x`` takes the fast path through the cached CSR
-    forms: ``x`` qualifies (:func:`_fast_path_ok`) and no buffer is an inference tensor
-    (those have no version counter, so a cache built from them could go stale unseen; the
-    functional forms read the buffers directly)."""
-    return _fast_path_ok(x) and not any(b.is_inference() for b in proj.buffers())
+    """Whether a product of ``proj`` with ``x`` takes the fast path through the CSR forms
+    (:func:`_fast_path_ok`). Buffers that are inference tensors (a projection built under
+    ``torch.inference_mode()``) have no version counter, so an in-place edit of them cannot
+    be seen: their CSR forms are rebuilt at every product (``_cache_valid``), with one
+    warning per projection."""
+    ok = _fast_path_ok(x)
+    if ok and "_inference_warned" not in proj.__dict__ and any(
+            b.is_inference() for b in proj.buffers()):
+        proj.__dict__["_inference_warned"] = True
+        warnings.warn(
+            f"{type(proj).__name__}'s buffers are inference tensors (it was built under "
+            "torch.inference_mode()), whose in-place changes cannot be tracked, so its "
+            "cached forms are rebuilt at every product; build it outside inference mode "
+            "(torch.no_grad() is fine) for full speed.", RuntimeWarning, stacklevel=4)
+    return ok
 
 
 #: dtypes with CSR matrix-vector kernels on CPU and CUDA
