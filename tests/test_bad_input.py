@@ -220,6 +220,18 @@ CASES = [
         SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 64), np.float32),
                                                     np.arange(6) % 2), OK,
          check=lambda n: n.module_.image_size == 8),
+    case("clf-smallcnn-channels-last", lambda: GoldilocksClassifier(
+        SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 32, 32, 3), np.float32),
+                                                    np.arange(6) % 2), ValueError,
+         r"X looks channels-last \(N, H, W, C\).*pass X.transpose\(0, 3, 1, 2\)"),
+    case("clf-smallcnn-no-channel-axis", lambda: GoldilocksClassifier(
+        SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 8, 8), np.float32),
+                                                    np.arange(6) % 2), ValueError,
+         r"X has no channel axis: pass X\[:, None\] \(shape \(N, 1, 8, 8\)\)"),
+    case("clf-smallcnn-geometry-from-NCHW", lambda: GoldilocksClassifier(
+        SmallCNN, module__channels=(2,), max_epochs=1, random_state=0).fit(
+            _rng.normal(size=(6, 3, 16, 16)).astype(np.float32), np.arange(6) % 2), OK,
+         check=lambda n: (n.module_.image_size, n.module_.in_channels) == (16, 3)),
     case("clf-smallcnn-in_features", lambda: GoldilocksClassifier(
         SmallCNN, module__in_features=64, max_epochs=0).fit(np.zeros((6, 64), np.float32),
                                                           np.arange(6) % 2), ValueError,

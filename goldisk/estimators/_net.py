@@ -143,6 +143,9 @@ class _GoldilocksNet:
             from ..models import _IMAGE_SHAPES
 
             c, s = kwargs.get("in_channels"), kwargs.get("image_size")
+            shape = getattr(self, "sample_shape_", ())
+            if c is None and s is None and len(shape) == 3 and shape[1] == shape[2]:
+                c, s = shape[0], shape[1]  # X given as (N, C, S, S)
             if c is None and s is None:
                 c, s = _IMAGE_SHAPES.get(in_features, (None, None))
             elif c is None and in_features % (s * s) == 0:
@@ -163,8 +166,16 @@ class _GoldilocksNet:
         except (TypeError, ValueError):
             return False
 
-    def _input_hint(self) -> str:
+    def _input_hint(self, X=None) -> str:
         """How to make the module's input size match ``X``, for this module."""
+        shape = tuple(X.shape[1:]) if X is not None else ()
+        if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+            return (f"X looks channels-last (N, H, W, C) = (N, {shape[0]}, {shape[1]}, "
+                    f"{shape[2]}), but convolutions take (N, C, H, W): pass "
+                    "X.transpose(0, 3, 1, 2) (numpy) or X.permute(0, 3, 1, 2) (torch)")
+        if len(shape) == 2 and self._module_accepts("image_size"):
+            return (f"X has no channel axis: pass X[:, None] (shape (N, 1, {shape[0]}, "
+                    f"{shape[1]})) for one-channel images")
         if self._module_accepts("in_features"):
             return (f"pass module__in_features={self.in_features_} or a module whose input "
                     "size matches X.shape[1:]")
@@ -355,7 +366,7 @@ class _GoldilocksNet:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(
                 f"module could not process X with sample shape {tuple(X.shape[1:])} ({msg}); "
-                f"{self._input_hint()}."
+                f"{self._input_hint(X)}."
             ) from None
         finally:
             for m, mode in modes:
