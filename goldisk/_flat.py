@@ -72,7 +72,7 @@ class ParamLayout:
         self.numels = [math.prod(s) for s in self.shapes]
         self.D = int(sum(self.numels))
         # Every place of each parameter: each (module, attribute) holding it, a module used
-        # twice counted once (under its first path). ``call`` passes them all with
+        # twice counted once (under its first path), buffers included. ``call`` passes them all with
         # ``tie_weights=False``: torch's own tie handling swaps a module used twice twice,
         # and with a parameter also tied to another layer it restores the wrong tensor (torch
         # 2.14: the caller's tie is broken and the values are wrong).
@@ -80,7 +80,9 @@ class ParamLayout:
         wanted = set(self.names)
         self._places: dict[str, list[str]] = {}
         for path, sub in module.named_modules():
-            for leaf, p in sub._parameters.items():
+            # a buffer that is the parameter itself (register_buffer("a", layer.weight)) is
+            # one of its places too
+            for leaf, p in (*sub._parameters.items(), *sub._buffers.items()):
                 if p is not None and first.get(id(p)) in wanted:
                     place = f"{path}.{leaf}" if path else leaf
                     self._places.setdefault(first[id(p)], []).append(place)

@@ -14,10 +14,17 @@ __all__ = ["SubspaceModule"]
 KINDS = ("hyperplane", "hypersphere")
 
 
-def _norm(w: torch.Tensor, keepdim: bool = False, cast: bool = True) -> torch.Tensor:
-    """``||w||`` over the last axis, accumulated in float64 (in ``w``'s dtype if ``cast``)."""
-    n = torch.linalg.vector_norm(w, dim=-1, keepdim=keepdim, dtype=torch.float64)
-    return n.to(w.dtype) if cast else n
+def _norm(w: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """``||w||`` over the last axis. Below float64, ``w`` is first divided by its largest
+    entry (a constant of the derivative, so the gradient is still ``w / ||w||``): the
+    squares of a tiny init underflow in float32 (``||w0|| = 1e-22 r_ref`` came out 15%
+    short, ``1e-30 r_ref`` as 0) and those of a huge one overflow. Cheaper than summing in
+    float64, whose casts doubled the cost of a float32 hypersphere's normalization."""
+    if w.dtype == torch.float64:
+        return torch.linalg.vector_norm(w, dim=-1, keepdim=keepdim)
+    m = w.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+    n = m * torch.linalg.vector_norm(w / m, dim=-1, keepdim=True)
+    return n if keepdim else n.squeeze(-1)
 
 
 class SubspaceModule(nn.Module):
@@ -94,6 +101,14 @@ class SubspaceModule(nn.Module):
                 if p is not None:
                     places.setdefault(id(p), []).append((path, leaf))
                     params[id(p)] = p
+        aliases = []
+        for path, sub in base.named_modules(remove_duplicate=False):
+            for leaf, b in sub._buffers.items():  # a buffer that is a parameter is a place
+                if b is not None and id(b) in places:  # (register_buffer("a", l.weight))
+                    places[id(b)].append((path, leaf))
+                    aliases.append((path, leaf))
+        #: places that were buffers holding a parameter (materialize keeps them buffers)
+        self._buffer_places = frozenset(aliases)
         names = set(self.layout.names)
         trainable = {id(p): name for name, p in base.named_parameters() if name in names}
         for key, where in places.items():
@@ -101,7 +116,9 @@ class SubspaceModule(nn.Module):
             for path, leaf in where:
                 sub = base.get_submodule(path)
                 sub._parameters.pop(leaf, None)
-                if leaf not in sub._buffers:  # frozen ones are saved with the module
+                if sub._buffers.get(leaf) is params[key]:  # the alias now holds the copy
+                    sub._buffers[leaf] = value
+                elif leaf not in sub._buffers:  # frozen ones are saved with the module
                     sub.register_buffer(leaf, value, persistent=key not in trainable)
         #: each parameter's places, in named_parameters order, and its layout name (None:
         #: frozen)
@@ -119,9 +136,7 @@ class SubspaceModule(nn.Module):
             projection = projection.to(dtype=w0.dtype, device=w0.device)
         self.projection = projection
         self.register_buffer("w0", w0)
-        # norms accumulate in float64: in float32 the squares of a tiny init underflow
-        # (||w0|| = 1e-22 r_ref came out 15% short, 1e-30 r_ref as 0)
-        self.register_buffer("r0", _norm(w0))
+        self.register_buffer("r0", _norm(w0))  # (scaled: see _norm)
         if kind == "hypersphere" and float(self.r0) == 0.0:
             raise ValueError("a hypersphere through w0 = 0 has radius 0; initialize the module.")
         self.theta = nn.Parameter(torch.zeros(projection.d, dtype=w0.dtype, device=w0.device))
@@ -157,7 +172,7 @@ class SubspaceModule(nn.Module):
         theta = self.theta if theta is None else theta
         w = self.w0 + self.projection(theta)
         if self.kind == "hypersphere":  # each point of a batch of thetas on the sphere
-            w = w * (self.r0.double() / _norm(w, keepdim=True, cast=False)).to(w.dtype)
+            w = w * (self.r0 / _norm(w, keepdim=True))
         return w
 
     def forward(self, x, *args, **kwargs):
@@ -182,7 +197,7 @@ class SubspaceModule(nn.Module):
 
     def radius(self) -> float:
         """Current radius ``||w(theta)||``."""
-        return float(_norm(self.point().detach(), cast=False))
+        return float(_norm(self.point().detach()))
 
     def materialize(self) -> nn.Module:
         """A plain copy of the wrapped module with real parameters at ``w(theta)`` (frozen
@@ -198,6 +213,9 @@ class SubspaceModule(nn.Module):
                 param = nn.Parameter(values[name].clone())
             for path, leaf in where:
                 target = net.get_submodule(path)
+                if (path, leaf) in getattr(self, "_buffer_places", ()):
+                    target._buffers[leaf] = param  # a buffer holding the parameter, as before
+                    continue
                 target._buffers.pop(leaf, None)
                 target._non_persistent_buffers_set.discard(leaf)
                 target.register_parameter(leaf, param)

@@ -42,14 +42,22 @@ def check_positive_int(value, name: str, allow_none: bool = False):
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """``torch.float32`` / ``torch.float64`` (or their names) as a torch dtype."""
-    if isinstance(dtype, str) and dtype in FLOAT_DTYPES:
-        return FLOAT_DTYPES[dtype]
-    if dtype in FLOAT_DTYPES.values():
-        return dtype
+    """``torch.float32`` / ``torch.float64`` as a torch dtype; also their names, numpy's
+    float32/float64 and Python's ``float`` (float64, as in ``tensor.to(float)``)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in FLOAT_DTYPES.values():
+            return dtype
+    elif dtype is float:
+        return torch.float64
+    else:
+        try:
+            key = np.dtype(dtype).name
+        except TypeError:
+            key = None
+        if key in FLOAT_DTYPES:
+            return FLOAT_DTYPES[key]
     raise ValueError(f"{name} must be torch.float32 or torch.float64 (or 'float32' / "
-                     f"'float64'), got {dtype!r}; half precision is too coarse for "
-                     "second derivatives.")
+                     f"'float64'), got {dtype!r}; half precision is not supported.")
 
 
 def check_scales(scales, name: str = "scales"):

@@ -168,10 +168,10 @@ def test_hypersphere_point_of_a_batch_of_thetas_is_each_point():
     torch.testing.assert_close(batched.norm(dim=-1), sub.r0.expand(3))
 
 
-@pytest.mark.parametrize("scale", [1e-22, 1e-30])
-def test_float32_hypersphere_radius_of_a_tiny_init(scale):
+@pytest.mark.parametrize("scale", [1e-22, 1e-30, 1e21])
+def test_float32_hypersphere_radius_of_a_tiny_or_huge_init(scale):
     # the float32 squares of such weights underflow: r0 came out 15% short at 1e-22, and at
-    # 1e-30 the module refused the init as if it were 0
+    # 1e-30 the module refused the init as if it were 0; at 1e21 they overflow
     from goldisk.models import MLP
 
     torch.manual_seed(0)

@@ -450,3 +450,49 @@ def test_a_module_used_twice_with_a_weight_tied_elsewhere(method):
     state = CurvatureProbe(dim=5, n_subspaces=1, random_state=0).measure(net, X, y)
     assert float(state["loss"].iloc[0]) == pytest.approx(float(loss(w0)), rel=1e-12)
     assert net.extra.weight is net.mid.weight and len(list(net.parameters())) == 6
+
+
+class BufferAlias(nn.Module):
+    """A buffer that is the same tensor as a trainable weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1, self.out = nn.Linear(6, 6), nn.Linear(6, 3)
+        self.register_buffer("alias", self.l1.weight)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.l1(x)) + x @ self.alias)
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_a_buffer_that_is_a_trainable_weight_moves_with_it(method):
+    torch.manual_seed(0)
+    net = BufferAlias().double()
+    X, y = data()
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    w0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def logits(w):  # written out by hand
+        p, i = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            p[n], i = w[i : i + math.prod(s)].reshape(s), i + math.prod(s)
+        W = p["l1.weight"]
+        h = torch.tanh(X @ W.T + p["l1.bias"]) + X @ W
+        return h @ p["out.weight"].T + p["out.bias"]
+
+    P = make_projection("dense", w0.numel(), 4, random_state=0)
+    M = P.to_dense()
+    H_ref = M.T @ torch.autograd.functional.hessian(
+        lambda w: F.cross_entropy(logits(w), y), w0) @ M
+    torch.testing.assert_close(subspace_hessian(net, X, y, P, method=method).H, H_ref,
+                               rtol=1e-10, atol=1e-13)
+    assert net.alias is net.l1.weight
+    sub = SubspaceModule(net, P)
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=F64)
+    with torch.no_grad():
+        sub.theta.copy_(theta)
+    torch.testing.assert_close(sub(X), logits(w0 + M @ theta), rtol=1e-13, atol=1e-13)
+    m = sub.materialize()
+    assert "alias" in m._buffers and m.alias is m.l1.weight
+    torch.testing.assert_close(m(X), sub(X), rtol=0, atol=0)

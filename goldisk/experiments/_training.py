@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from .._radius import REFERENCES, reference_radius, rescale_
 from .._radius import radius as _radius
 from .._rng import torch_generator
 from .._subspace import SubspaceModule
+from .._validation import check_positive_int
 from ..curvature._state import logit_statistics
 from ..models import init_weights_
 
@@ -213,14 +215,13 @@ def check_training(optimizer, lr, epochs, batch_size, n_repeats=1, lr_name="lr")
     an experiment refuses them before its first unit runs."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    if int(epochs) < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}.")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{lr_name} must be finite and > 0, got {lr}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if int(n_repeats) < 1:
-        raise ValueError(f"n_repeats must be >= 1, got {n_repeats}.")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
+            lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"{lr_name} must be finite and > 0, got {lr!r}.")
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(n_repeats, "n_repeats")
 
 
 def check_train_val(model: nn.Module, X, y, X_val, y_val) -> None:

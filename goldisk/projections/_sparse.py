@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -179,8 +181,19 @@ def _uses_caches(proj, x: torch.Tensor) -> bool:
             f"{type(proj).__name__}'s buffers are inference tensors (it was built under "
             "torch.inference_mode()), whose in-place changes cannot be tracked, so its "
             "cached forms are rebuilt at every product; build it outside inference mode "
-            "(torch.no_grad() is fine) for full speed.", RuntimeWarning, stacklevel=4)
+            "(torch.no_grad() is fine) for full speed.", RuntimeWarning,
+            stacklevel=_caller_level())
     return ok
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning issued by the calling function that points at the first
+    frame outside goldisk and torch (the user's line), however deep the call came in."""
+    inside = (str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent))
+    level, frame = 2, sys._getframe(2)  # level 2 = the caller of the warning function
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 #: dtypes with CSR matrix-vector kernels on CPU and CUDA
