@@ -232,6 +232,17 @@ CASES = [
         SmallCNN, module__channels=(2,), max_epochs=1, random_state=0).fit(
             _rng.normal(size=(6, 3, 16, 16)).astype(np.float32), np.arange(6) % 2), OK,
          check=lambda n: (n.module_.image_size, n.module_.in_channels) == (16, 3)),
+    case("clf-smallcnn-predict-flat-after-NCHW-fit", lambda: GoldilocksClassifier(
+        SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 1, 8, 8), np.float32),
+                                                    np.arange(6) % 2).predict(
+        np.zeros((6, 64), np.float32)), ValueError,
+         r"samples of shape \(64,\) but the net was fitted on samples of shape \(1, 8, 8\); "
+         r"pass X.reshape\(len\(X\), 1, 8, 8\)"),
+    case("clf-smallcnn-predict-NCHW-after-flat-fit", lambda: GoldilocksClassifier(
+        SmallCNN, max_epochs=0, random_state=0).fit(np.zeros((6, 64), np.float32),
+                                                    np.arange(6) % 2).predict(
+        np.zeros((6, 1, 8, 8), np.float32)), ValueError,
+         r"fitted on samples of shape \(64,\); pass X.reshape\(len\(X\), 64\)"),
     case("clf-smallcnn-in_features", lambda: GoldilocksClassifier(
         SmallCNN, module__in_features=64, max_epochs=0).fit(np.zeros((6, 64), np.float32),
                                                           np.arange(6) % 2), ValueError,

@@ -267,13 +267,16 @@ class _GoldilocksNet:
         kw.update(reset=reset, dtype=np.dtype(check_dtype(self.dtype)), allow_nd=True)
         fitted = getattr(self, "sample_shape_", ())
         try:
-            shape = tuple(np.shape(X)[1:]) if len(fitted) > 1 and not reset else ()
-        except ValueError:  # ragged nested lists: validate_data says so
-            shape = ()
-        if not reset and len(fitted) > 1 and shape and shape != fitted:
+            shape = tuple(np.shape(X)[1:]) if fitted and not reset else ()
+        except (ValueError, TypeError):  # ragged lists, array-likes refusing np.shape:
+            shape = ()  # validate_data deals with them
+        if shape and shape != fitted and (len(fitted) > 1 or len(shape) > 1):
             # validate_data compares X.shape[1] only: images of another size would pass
+            same = math.prod(shape) == math.prod(fitted)
+            fix = (f"X.reshape(len(X), {', '.join(map(str, fitted))})" if same
+                   else "X of that shape")
             raise ValueError(f"X has samples of shape {shape} but the net was fitted on "
-                             f"samples of shape {fitted}; pass X of that shape.")
+                             f"samples of shape {fitted}; pass {fix}.")
         try:
             if isinstance(y, str):  # predict: X only
                 X, y = validate_data(self, X, **kw), None
