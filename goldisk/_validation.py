@@ -49,7 +49,7 @@ def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
             return dtype
     elif dtype is float:
         return torch.float64
-    else:
+    elif dtype is not None:  # (np.dtype(None) would be float64)
         try:
             key = np.dtype(dtype).name
         except TypeError:
@@ -57,7 +57,8 @@ def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
         if key in FLOAT_DTYPES:
             return FLOAT_DTYPES[key]
     raise ValueError(f"{name} must be torch.float32 or torch.float64 (or 'float32' / "
-                     f"'float64'), got {dtype!r}; half precision is not supported.")
+                     f"'float64'), got {dtype!r}; other dtypes (half precision, integers) "
+                     "are not supported.")
 
 
 def check_scales(scales, name: str = "scales"):

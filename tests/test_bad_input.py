@@ -562,6 +562,15 @@ CASES = [
          lambda: trajectory(net(), X, Y, X, Y, radii=[1.0], n_repeats=1, epochs=1, lr=None,
                             progress=False),
          ValueError, r"lr must be finite and > 0, got None"),
+    case("subspace_train-lr-as-a-0d-tensor",
+         lambda: subspace_train(net(), X, Y, X, Y, radii=[1.0], dims=(2,), n_repeats=1,
+                                epochs=0, lr=torch.tensor(0.01), progress=False), OK,
+         check=lambda df: len(df) > 0),
+    case("clf-cnn-predict-channels-last-after-NCHW-fit", lambda: GoldilocksClassifier(
+        SmallCNN, module__channels=(2,), max_epochs=0, random_state=0).fit(
+            np.zeros((6, 3, 16, 16), np.float32), np.arange(6) % 2).predict(
+        np.zeros((6, 16, 16, 3), np.float32)), ValueError,
+         r"pass X.transpose\(0, 3, 1, 2\): X looks channels-last"),
     case("subspace_train-full_lr-negative",
          lambda: subspace_train(net(), X, Y, X, Y, radii=[1.0], dims=(2,), n_repeats=1,
                                 epochs=1, full_lr=-1.0, progress=False),

@@ -189,3 +189,36 @@ def test_float32_hypersphere_radius_of_a_tiny_or_huge_init(scale):
     assert m.point().dtype == torch.float32
     assert abs(m.radius() / exact - 1) < 1e-6
     assert abs(float(m.point().double().norm()) / exact - 1) < 1e-6
+
+
+def test_a_frozen_tied_weight_stays_tied_after_a_move_and_a_load():
+    # .to() gives each place of a frozen weight its own copy; load_state_dict then filled
+    # only the persistent one and the non-persistent alias kept the old values (0.86 off)
+    class FrozenAlias(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.out = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3)
+            self.l1.weight.requires_grad_(False)
+            self.register_buffer("alias", self.l1.weight, persistent=False)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.l1(x)) + x @ self.alias)
+
+    torch.manual_seed(0)
+    src, dst = FrozenAlias().double(), FrozenAlias().double()
+    D = sum(p.numel() for p in src.parameters() if p.requires_grad)
+    a = SubspaceModule(src, make_projection("dense", D, 2, random_state=0))
+    b = SubspaceModule(dst, make_projection("dense", D, 2, random_state=0)).float().double()
+    b.load_state_dict(a.state_dict())
+    X = torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(b(X), a(X), rtol=1e-13, atol=1e-13)
+
+
+def test_float32_norm_is_accurate_at_millions_of_parameters():
+    # torch.linalg.vector_norm of the scaled float32 vector was 2.6e-4 off at D = 11M
+    from goldisk._subspace import _norm
+
+    w = torch.randn(4_000_000, generator=torch.Generator().manual_seed(0))
+    exact = float(w.double().norm())
+    assert abs(float(_norm(w)) / exact - 1) < 1e-6
+    assert abs(float(_norm(w[None] * 1e-25, keepdim=True)[0, 0]) / (exact * 1e-25) - 1) < 1e-6

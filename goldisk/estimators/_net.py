@@ -169,7 +169,8 @@ class _GoldilocksNet:
     def _input_hint(self, X=None) -> str:
         """How to make the module's input size match ``X``, for this module."""
         shape = tuple(X.shape[1:]) if X is not None else ()
-        if len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.module_.modules())
+        if conv and len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
             return (f"X looks channels-last (N, H, W, C) = (N, {shape[0]}, {shape[1]}, "
                     f"{shape[2]}), but convolutions take (N, C, H, W): pass "
                     "X.transpose(0, 3, 1, 2) (numpy) or X.permute(0, 3, 1, 2) (torch)")
@@ -272,9 +273,12 @@ class _GoldilocksNet:
             shape = ()  # validate_data deals with them
         if shape and shape != fitted and (len(fitted) > 1 or len(shape) > 1):
             # validate_data compares X.shape[1] only: images of another size would pass
-            same = math.prod(shape) == math.prod(fitted)
-            fix = (f"X.reshape(len(X), {', '.join(map(str, fitted))})" if same
-                   else "X of that shape")
+            fix = "X of that shape"
+            if len(fitted) == 3 and shape == (fitted[1], fitted[2], fitted[0]):
+                fix = "X.transpose(0, 3, 1, 2): X looks channels-last, the net takes (N, C, H, W)"
+            elif (len(shape) == 1 or len(fitted) == 1) and math.prod(shape) == math.prod(fitted):
+                # flat <-> image: a reshape keeps the row-major pixel order of both layouts
+                fix = f"X.reshape(len(X), {', '.join(map(str, fitted))})"
             raise ValueError(f"X has samples of shape {shape} but the net was fitted on "
                              f"samples of shape {fitted}; pass {fix}.")
         try:

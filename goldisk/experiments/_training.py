@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 
 import numpy as np
 import pandas as pd
@@ -215,10 +214,17 @@ def check_training(optimizer, lr, epochs, batch_size, n_repeats=1, lr_name="lr")
     an experiment refuses them before its first unit runs."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+    try:  # 0 is allowed: records the initialization only
+        ok = not isinstance(epochs, bool) and int(epochs) == epochs and epochs >= 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}.")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
-            lr > 0 and math.isfinite(lr)):
+    try:  # a number, a 0-d tensor or array
+        ok = not isinstance(lr, bool) and float(lr) > 0 and math.isfinite(float(lr))
+    except (TypeError, ValueError, RuntimeError):
+        ok = False
+    if not ok:
         raise ValueError(f"{lr_name} must be finite and > 0, got {lr!r}.")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(n_repeats, "n_repeats")

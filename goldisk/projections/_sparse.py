@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -189,7 +190,8 @@ def _uses_caches(proj, x: torch.Tensor) -> bool:
 def _caller_level() -> int:
     """``stacklevel`` for a warning issued by the calling function that points at the first
     frame outside goldisk and torch (the user's line), however deep the call came in."""
-    inside = (str(Path(__file__).resolve().parents[1]), str(Path(torch.__file__).parent))
+    inside = tuple(str(p) + os.sep for p in (Path(__file__).resolve().parents[1],
+                                                 Path(torch.__file__).parent))
     level, frame = 2, sys._getframe(2)  # level 2 = the caller of the warning function
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         level, frame = level + 1, frame.f_back
