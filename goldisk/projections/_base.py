@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +17,17 @@ from .._rng import torch_generator
 DENSE_ELEMENT_LIMIT = 50_000_000
 #: Work buffers in chunked helpers (``gram``, ``column_norms``...) hold about this many elements.
 _CHUNK_ELEMENTS = 1 << 23
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning issued by the calling function that points at the first
+    frame outside goldisk and torch (the user's line), however deep the call came in."""
+    inside = tuple(str(p) + os.sep for p in (Path(__file__).resolve().parents[1],
+                                                 Path(torch.__file__).parent))
+    level, frame = 2, sys._getframe(2)  # level 2 = the caller of the warning function
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _check_D(D) -> int:

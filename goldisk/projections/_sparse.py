@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 
-from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
+from ._base import (
+    Projection,
+    _caller_level,
+    _check_D,
+    _check_d,
+    _check_dtype,
+    _check_metric,
+    as_torch_generator,
+)
 
 
 def _check_density(density, D: int) -> float | None:
@@ -185,17 +190,6 @@ def _uses_caches(proj, x: torch.Tensor) -> bool:
             "(torch.no_grad() is fine) for full speed.", RuntimeWarning,
             stacklevel=_caller_level())
     return ok
-
-
-def _caller_level() -> int:
-    """``stacklevel`` for a warning issued by the calling function that points at the first
-    frame outside goldisk and torch (the user's line), however deep the call came in."""
-    inside = tuple(str(p) + os.sep for p in (Path(__file__).resolve().parents[1],
-                                                 Path(torch.__file__).parent))
-    level, frame = 2, sys._getframe(2)  # level 2 = the caller of the warning function
-    while frame is not None and frame.f_code.co_filename.startswith(inside):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 #: dtypes with CSR matrix-vector kernels on CPU and CUDA
