@@ -396,6 +396,14 @@ def test_attention_hessian_matches_brute_force_and_its_dropout_is_turned_off(met
     torch.testing.assert_close(res.H, H, rtol=1e-10, atol=1e-13)
 
 
+def _split(w, names, shapes) -> dict:
+    """``w`` cut into the named tensors by hand (no ``functional_call``)."""
+    out, i = {}, 0
+    for n, s in zip(names, shapes, strict=True):
+        out[n], i = w[i : i + math.prod(s)].reshape(s), i + math.prod(s)
+    return out
+
+
 class TwiceAndTied(nn.Module):
     """``mid`` is used twice (``mid2`` is the same module) and ``extra`` reuses its weight:
     torch's ``functional_call(tie_weights=True)`` restored this tie wrongly (torch 2.14)."""
@@ -424,9 +432,7 @@ def test_a_module_used_twice_with_a_weight_tied_elsewhere(method):
     w0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
 
     def loss(w):  # the network written out by hand, independent of functional_call
-        p, i = {}, 0
-        for n, s in zip(names, shapes, strict=True):
-            p[n], i = w[i : i + math.prod(s)].reshape(s), i + math.prod(s)
+        p = _split(w, names, shapes)
         W, b = p["mid.weight"], p["mid.bias"]
         a = torch.tanh(torch.tanh(X @ p["inp.weight"].T + p["inp.bias"]) @ W.T + b)
         a = torch.tanh(torch.tanh(a @ W.T + b) @ W.T)
@@ -474,9 +480,7 @@ def test_a_buffer_that_is_a_trainable_weight_moves_with_it(method):
     w0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
 
     def logits(w):  # written out by hand
-        p, i = {}, 0
-        for n, s in zip(names, shapes, strict=True):
-            p[n], i = w[i : i + math.prod(s)].reshape(s), i + math.prod(s)
+        p = _split(w, names, shapes)
         W = p["l1.weight"]
         h = torch.tanh(X @ W.T + p["l1.bias"]) + X @ W
         return h @ p["out.weight"].T + p["out.bias"]

@@ -279,9 +279,7 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
     if kind == "hypersphere" and not bool(w0.ne(0).any()):  # (a float32 norm may underflow)
         raise ValueError("kind='hypersphere' through the point 0 has radius 0; initialize the "
                          "model (or pass a nonzero point) first.")
-    scale_list = [1.0] if scales is None else [float(s) for s in scales]
-    if not scale_list or not all(math.isfinite(s) for s in scale_list):
-        raise ValueError(f"scales must be a non-empty sequence of finite numbers, got {scales!r}.")
+    scale_list = [1.0] if scales is None else scales  # (floats: check_scales)
     n = len(X)
     if method == "auto":
         forward = device.type == "cuda" or (scale_chunk or 1) > 1

@@ -24,7 +24,7 @@ from .._radius import REFERENCES, reference_radius, rescale_
 from .._radius import radius as _radius
 from .._rng import torch_generator
 from .._subspace import SubspaceModule
-from .._validation import check_positive_int
+from .._validation import check_data, check_outputs, check_positive_int
 from ..curvature._state import logit_statistics
 from ..models import init_weights_
 
@@ -233,8 +233,6 @@ def check_training(optimizer, lr, epochs, batch_size, n_repeats=1, lr_name="lr")
 def check_train_val(model: nn.Module, X, y, X_val, y_val) -> None:
     """Training and validation data a classifier ``model`` can train on: finite, of equal
     lengths, labels in ``0..n_outputs-1`` (a ``ValueError`` naming the set otherwise)."""
-    from .._validation import check_data, check_outputs
-
     for (A, b), (nx, ny) in (((X, y), ("X", "y")), ((X_val, y_val), ("X_val", "y_val"))):
         A, b = check_data(A, b, name_X=nx, name_y=ny)
         try:

@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
-from ._sparse import _cache_valid, _CSRMatrix, _FixedLinear, _uses_caches, _version
+from ._sparse import (
+    _cache_valid,
+    _CSRMatrix,
+    _fast_path_ok,
+    _FixedLinear,
+    _note_uncached,
+    _version,
+)
 
 #: The Walsh-Hadamard transform is applied as a Kronecker product of ``2**_BLOCK_LOG2``-sized
 #: Sylvester blocks (one small matmul per factor), which is several times faster on CPU than
@@ -165,7 +172,7 @@ class FastfoodProjection(Projection):
         """Plain 1-D/2-D tensors: an autograd Function whose backward is the adjoint map
         (nothing of length ``L`` is saved). Under ``torch.func`` transforms: the same
         functional ops, differentiated by the transforms."""
-        if _uses_caches(self, x):
+        if _fast_path_ok(x):
             return _FixedLinear.apply(x, self, transposed)
         return self._transpose(x, fast=False) if transposed else self._forward(x)
 
@@ -181,6 +188,7 @@ class FastfoodProjection(Projection):
         key = (self.Pi, _version(self.Pi))
         cache = self.__dict__.get("_ff_index")
         if not _cache_valid(cache, key):
+            _note_uncached(self, key)
             with torch.no_grad(), torch.inference_mode(False):
                 idx = self.Pi % self.Lq
                 if self.L < 2**31 - 1:
@@ -198,6 +206,7 @@ class FastfoodProjection(Projection):
         key = (self.Pi, self.G, _version(self.Pi), _version(self.G))
         cache = self.__dict__.get("_ff_fold")
         if not _cache_valid(cache, key):
+            _note_uncached(self, key)
             fold = None
             if self.G.dtype in (torch.float32, torch.float64) and self.G.device.type in (
                 "cpu", "cuda"

@@ -173,15 +173,12 @@ def _cache_valid(cache, key) -> bool:
     )
 
 
-def _uses_caches(proj, x: torch.Tensor) -> bool:
-    """Whether a product of ``proj`` with ``x`` takes the fast path through the CSR forms
-    (:func:`_fast_path_ok`). Buffers that are inference tensors (a projection built under
-    ``torch.inference_mode()``) have no version counter, so an in-place edit of them cannot
-    be seen: their CSR forms are rebuilt at every product (``_cache_valid``), with one
-    warning per projection."""
-    ok = _fast_path_ok(x)
-    if ok and "_inference_warned" not in proj.__dict__ and any(
-            b.is_inference() for b in proj.buffers()):
+def _note_uncached(proj, key) -> None:
+    """Called where a cache of ``proj`` is (re)built: if ``key`` holds a ``None`` version
+    (buffers that are inference tensors, from a projection built under
+    ``torch.inference_mode()``), the cache is rebuilt at every product (``_cache_valid``);
+    say so once per projection."""
+    if any(k is None for k in key) and "_inference_warned" not in proj.__dict__:
         proj.__dict__["_inference_warned"] = True
         warnings.warn(
             f"{type(proj).__name__}'s buffers are inference tensors (it was built under "
@@ -189,7 +186,6 @@ def _uses_caches(proj, x: torch.Tensor) -> bool:
             "cached forms are rebuilt at every product; build it outside inference mode "
             "(torch.no_grad() is fine) for full speed.", RuntimeWarning,
             stacklevel=_caller_level())
-    return ok
 
 
 #: dtypes with CSR matrix-vector kernels on CPU and CUDA
@@ -327,7 +323,7 @@ class SparseProjection(Projection):
     # ------------------------------------------------------------------ the two code paths
     def _linear(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
         """``P x`` (or ``P^T x``): CSR product on plain tensors, gather/scatter otherwise."""
-        if _uses_caches(self, x):
+        if _fast_path_ok(x):
             return _FixedLinear.apply(x, self, transposed)
         return self._gather_scatter(x, transposed)
 
@@ -358,6 +354,7 @@ class SparseProjection(Projection):
                _version(self.rows), _version(self.cols), _version(self.vals))
         cache = self.__dict__.get("_csr_cache")
         if not _cache_valid(cache, key):
+            _note_uncached(self, key)
             with torch.no_grad(), torch.inference_mode(False):
                 mats = (_CSRMatrix(self.rows, self.cols, self.vals, self.D, self.d),
                         _CSRMatrix(self.cols, self.rows, self.vals, self.d, self.D))
