@@ -1,7 +1,12 @@
-"""Names the command-line tool offers as choices, kept free of heavy imports so that
-building its parser (``goldisk --help``) does not load torch."""
+"""The vocabulary: every name goldisk offers as a choice, defined once here.
 
-__all__ = ["DECOMPOSE_PARTS", "EXPERIMENTS", "MODEL_NAMES", "dataset_key"]
+Kept free of heavy imports (no torch) so that building the command-line parser
+(``goldisk --help``) can offer the same choices without loading torch.
+"""
+
+__all__ = ["DECOMPOSE_PARTS", "DTYPES", "EXPERIMENTS", "LOSSES", "MAX_SEED", "MODEL_NAMES",
+           "PROJECTIONS", "REFERENCES", "SCALER_REFERENCES", "SCORES", "STATE", "STATISTICS",
+           "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
 
 #: ``goldisk.models.make_model`` names.
 MODEL_NAMES = ("mlp", "linear", "lenet300100", "lenet5", "cnn")
@@ -9,6 +14,34 @@ MODEL_NAMES = ("mlp", "linear", "lenet300100", "lenet5", "cnn")
 EXPERIMENTS = ("sweep", "subspace-train", "select", "trajectory", "decompose")
 #: The parts of ``goldisk decompose`` (Vysogorets et al.).
 DECOMPOSE_PARTS = ("scale", "temperature", "inits", "training")
+
+#: Init schemes with a reference radius (``reference_radius``, ``init_weights_``).
+REFERENCES = ("xavier", "he", "lecun", "default")
+#: ``InitScaler(reference=...)``: a scheme, or ``"current"`` (the module's own radius).
+SCALER_REFERENCES = (*REFERENCES, "current")
+#: Subspaces through a point: ``w0 + P theta``, or the sphere of radius ``||w0||``.
+SUBSPACE_KINDS = ("hyperplane", "hypersphere")
+#: ``make_projection(kind=...)``.
+PROJECTIONS = ("dense", "sparse", "sparse-li", "fastfood", "identity", "auto")
+#: The projections that draw a random subspace (``identity`` is the whole space).
+SUBSPACE_PROJECTIONS = tuple(k for k in PROJECTIONS if k != "identity")
+#: Losses whose curvature the engine differentiates exactly.
+LOSSES = ("cross_entropy", "mse")
+#: The estimators' ``dtype`` names (``torch.float32`` / ``torch.float64``).
+DTYPES = ("float32", "float64")
+
+#: What ``hessian_statistics`` returns for one matrix.
+STATISTICS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
+#: The model-state columns of ``model_state`` that ``CurvatureProbe`` records.
+STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
+#: Every column ``CurvatureProbe.measure`` can return that may serve as ``score``: the
+#: statistics of ``H``, of its Gauss-Newton part ``g_`` and H-term ``h_``, and the state.
+SCORES = (*STATISTICS, *("g_" + s for s in STATISTICS), *("h_" + s for s in STATISTICS),
+          "g_dominance", *STATE)
+
+#: Seeds are drawn from ``[0, MAX_SEED)``: 62 bits fit every generator goldisk seeds
+#: (torch's and numpy's take up to 64 bits) and stay positive in a signed 64-bit column.
+MAX_SEED = 2**62
 
 
 def dataset_key(name) -> str:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ._flat import NORM_LAYERS, frozen, parameter_vector, tensor_sources, trainable_parameters
+from ._names import REFERENCES
 
 __all__ = [
     "REFERENCES",
@@ -24,8 +25,8 @@ __all__ = [
     "SoftmaxTemperature",
 ]
 
-REFERENCES = ("xavier", "he", "lecun", "default")
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: The layers with a reference init: fan-in and fan-out come from their weight's shape.
+REFERENCE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -99,7 +100,7 @@ def _layer_radii(module: nn.Module, reference: str) -> dict[str, float]:
     out, seen = {}, set()
     for name, layer in module.named_modules():
         sources = tensor_sources(layer, "weight")
-        if not isinstance(layer, _LAYERS) or frozen(sources) or any(
+        if not isinstance(layer, REFERENCE_LAYERS) or frozen(sources) or any(
                 id(t) in seen for t in sources):
             continue
         seen.update(id(t) for t in sources)

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from ._flat import ParamLayout, parameter_vector
+from ._names import SUBSPACE_KINDS as KINDS
 
 __all__ = ["SubspaceModule"]
 
-KINDS = ("hyperplane", "hypersphere")
 
 
 def _norm(w: torch.Tensor, keepdim: bool = False) -> torch.Tensor:

@@ -9,6 +9,7 @@ user never sees a shape error from deep inside ``torch.nn.functional``.
 
 from __future__ import annotations
 
+import numbers
 import threading
 
 import numpy as np
@@ -24,6 +25,19 @@ __all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_
 
 #: The precisions the engine computes in.
 FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's); a bool is not a count."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_choice(value, choices, name: str) -> str:
+    """``value`` if it is one of the strings ``choices``, else a ``ValueError`` naming
+    ``name`` and the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
 
 
 def check_positive_int(value, name: str, allow_none: bool = False):

@@ -20,7 +20,6 @@ Examples
 from __future__ import annotations
 
 import math
-import numbers
 import uuid
 
 import numpy as np
@@ -28,8 +27,9 @@ import torch
 from skorch.callbacks import Callback
 
 from ._flat import parameter_vector
+from ._names import SCORES
 from ._subspace import SubspaceModule
-from .estimators._probe import resolve
+from ._validation import is_int
 
 __all__ = [
     "RadiusTracker",
@@ -201,12 +201,10 @@ class CurvatureTracker(Callback):
             raise ValueError("CurvatureTracker needs both X and y (data to measure on), or "
                              "neither (the training data).")
         e = self.every
-        if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 1:
+        if not is_int(e) or e < 1:
             raise ValueError(f"every must be an int >= 1, got {e!r}.")
         if not hasattr(self.probe, "measure"):
             raise ValueError(f"probe must be a CurvatureProbe, got {self.probe!r}.")
-        from .estimators._probe import SCORES
-
         if self.columns is not None and (isinstance(self.columns, str) or any(
                 c not in SCORES for c in self.columns)):
             raise ValueError(f"columns must be None or a list of {list(SCORES)}, got "
@@ -225,8 +223,7 @@ class CurvatureTracker(Callback):
         epoch = len(net.history)
         if epoch % self.every:
             return
-        table = self.probe._measure(*resolve(net, *self.data_, prepared=True,
-                                             loss=self.probe.loss), columns=self.columns)
+        table = self.probe._measure_net(net, *self.data_, columns=self.columns)
         means = table.drop(columns=["subspace"]).mean(numeric_only=True)
         for key, value in means.items():
             if self.columns is None or key in self.columns:

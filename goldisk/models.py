@@ -24,9 +24,11 @@ from goldisk._rng import torch_generator
 
 from ._flat import frozen, tensor_sources
 from ._names import MODEL_NAMES
+from ._names import REFERENCES as _SCHEMES
 
 __all__ = [
-    "MLP", "LeNet300100", "LeNet5", "SmallCNN", "make_model", "init_weights_", "MODEL_NAMES"
+    "MLP", "LeNet300100", "LeNet5", "SmallCNN", "make_model", "init_weights_", "MODEL_NAMES",
+    "IMAGE_SHAPES",
 ]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -216,11 +218,12 @@ class SmallCNN(_Base):
         return self.classifier(x.reshape(x.shape[0], -1))
 
 
-_IMAGE_SHAPES = {64: (1, 8), 784: (1, 28), 3072: (3, 32)}
+#: in_features -> (channels, image size) of the image data sets (digits, MNIST, CIFAR-10).
+IMAGE_SHAPES = {64: (1, 8), 784: (1, 28), 3072: (3, 32)}
 
 
 def _image_kwargs(in_features: int, kwargs: dict) -> dict:
-    c, s = _IMAGE_SHAPES.get(in_features, (None, None))
+    c, s = IMAGE_SHAPES.get(in_features, (None, None))
     c, s = kwargs.get("in_channels", c), kwargs.get("image_size", s)
     if c is None or s is None:
         raise ValueError(
@@ -265,9 +268,6 @@ def make_model(name: str, in_features: int, n_classes: int, **kwargs) -> nn.Modu
         cls = LeNet5 if key == "lenet5" else SmallCNN
         return cls(out_features=n_classes, **_image_kwargs(in_features, kwargs))
     raise ValueError(f"unknown model name {name!r}; valid names are {', '.join(MODEL_NAMES)}.")
-
-
-_SCHEMES = ("xavier", "he", "lecun", "default")
 
 
 def _fill(t: torch.Tensor, gen, draw) -> None:

@@ -23,17 +23,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._flat import ParamLayout, parameter_vector
+from ._names import SUBSPACE_PROJECTIONS
 from ._radius import REFERENCES, reference_radius
 from ._rng import check_random_state
 from ._validation import TRANSFORMS_LOCK
-from .curvature import model_state, subspace_hessian
-from .curvature._stats import batch_statistics, warn_statistics
+from .curvature import batch_statistics, model_state, subspace_hessian, warn_statistics
 from .models import init_weights_
-from .projections import KINDS, make_projection
+from .projections import make_projection
 
 #: Projection kinds a sweep draws its subspaces from (``make_projection``'s kinds but
 #: ``identity``, which has no random subspace).
-SWEEP_PROJECTIONS = tuple(k for k in KINDS if k != "identity")
+SWEEP_PROJECTIONS = SUBSPACE_PROJECTIONS
 
 __all__ = ["default_radii", "radius_sweep", "sweep_statistics", "plot_sweep"]
 

@@ -46,9 +46,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import DECOMPOSE_COLUMNS, DECOMPOSE_PARTS, decompose
-    from ..experiments._report import ResultFolder
-    from ..experiments._summaries import finalize_decompose
+    from ..experiments import (
+        DECOMPOSE_COLUMNS,
+        DECOMPOSE_PARTS,
+        ResultFolder,
+        decompose,
+        finalize_decompose,
+    )
 
     parts = list(dict.fromkeys(s.strip() for s in args.parts.split(",") if s.strip()))
     if not parts or any(s not in DECOMPOSE_PARTS for s in parts):

@@ -37,7 +37,7 @@ def add_model_arguments(p, bias_default: bool = True) -> None:
 
 def prepare(args):
     """``(train, val, model)`` from the common and model options (25% stratified split)."""
-    from ..experiments._report import build_model, split_dataset
+    from ..experiments import build_model, split_dataset
 
     check_device(args.device)
     hidden = parse_ints(args.hidden, "--hidden")
@@ -103,7 +103,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments._report import EXPERIMENTS, reproduce
+    from ..experiments import EXPERIMENTS, reproduce
 
     check_device(args.device)
     exps = list(dict.fromkeys(e.strip() for e in args.experiments.split(",") if e.strip()))
@@ -114,7 +114,7 @@ def run(args) -> int:
     hidden = parse_ints(args.hidden, "--hidden")
     ds = load_data(args)  # validate the data and model options before creating the folder
     try:
-        from ..experiments._report import build_model
+        from ..experiments import build_model
 
         build_model(args.model, ds.n_features, ds.n_classes, hidden)
     except (ValueError, TypeError) as exc:

@@ -35,9 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import SELECT_COLUMNS, select
-    from ..experiments._report import ResultFolder
-    from ..experiments._summaries import finalize_select
+    from ..experiments import SELECT_COLUMNS, ResultFolder, finalize_select, select
 
     for name in ("n_inits", "dim", "hessian_samples", "batch_size", "epochs"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))

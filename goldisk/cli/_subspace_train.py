@@ -37,9 +37,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import SUBSPACE_COLUMNS, subspace_train
-    from ..experiments._report import ResultFolder
-    from ..experiments._summaries import finalize_subspace_train
+    from ..experiments import (
+        SUBSPACE_COLUMNS,
+        ResultFolder,
+        finalize_subspace_train,
+        subspace_train,
+    )
 
     radii = parse_floats(args.radii, "--radii")
     dims = parse_ints(args.dims, "--dims")

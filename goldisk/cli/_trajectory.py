@@ -33,9 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import TRAJECTORY_COLUMNS, trajectory
-    from ..experiments._report import ResultFolder
-    from ..experiments._summaries import finalize_trajectory
+    from ..experiments import TRAJECTORY_COLUMNS, ResultFolder, finalize_trajectory, trajectory
 
     radii = parse_floats(args.radii, "--radii")
     modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))

@@ -2,11 +2,11 @@
 
 import warnings
 
-from ._hessian import CurvatureResult, subspace_hessian
+from ._hessian import MAX_FULL_D, CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
-from ._state import model_state
-from ._stats import STATISTICS, batch_statistics, hessian_statistics
+from ._state import logit_statistics, model_state
+from ._stats import STATISTICS, batch_statistics, hessian_statistics, warn_statistics
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
 # use, which warns on recent torch; the warning is about torch internals, not user code.
@@ -26,4 +26,8 @@ __all__ = [
     "logit_hessian",
     "LOSSES",
     "STATISTICS",
+    # for the estimators and experiments built on the engine
+    "MAX_FULL_D",
+    "logit_statistics",
+    "warn_statistics",
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .._names import LOSSES
+
 __all__ = ["LOSSES", "per_sample_loss", "logit_hessian", "logit_gradient"]
 
-LOSSES = ("cross_entropy", "mse")
 
 
 def _check(loss: str) -> str:

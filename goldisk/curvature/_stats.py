@@ -7,16 +7,10 @@ import warnings
 import numpy as np
 import torch
 
+from .._names import STATISTICS
+
 __all__ = ["hessian_statistics", "batch_statistics", "STATISTICS"]
 
-STATISTICS = (
-    "trace",
-    "frobenius",
-    "trace_ratio",
-    "frac_positive",
-    "eig_min",
-    "eig_max",
-)
 
 
 def batch_statistics(H: torch.Tensor) -> dict[str, np.ndarray]:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 import numbers
 
-import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from .._radius import SoftmaxTemperature, radius, reference_radius, rescale_
+from .._names import REFERENCES as SCHEMES
+from .._names import SCALER_REFERENCES as REFERENCES
+from .._radius import REFERENCE_LAYERS, SoftmaxTemperature, radius, reference_radius, rescale_
+from .._validation import FLOAT_DTYPES, check_choice
 from ..models import init_weights_
 
 __all__ = ["InitScaler"]
 
-REFERENCES = ("xavier", "he", "lecun", "default", "current")
-INITS = ("reference", "keep", "xavier", "he", "lecun", "default")
+INITS = ("reference", "keep", *SCHEMES)
 MODES = ("global", "per_layer")
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _check_positive(value, name: str, example: str) -> float:
@@ -29,14 +29,8 @@ def _check_positive(value, name: str, example: str) -> float:
     return float(value)
 
 
-def _check_choice(value, choices, name: str) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
-    return value
-
-
 #: The estimators' ``dtype`` values; ``torch.float32``/``torch.float64`` are accepted too.
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = FLOAT_DTYPES
 
 
 def check_dtype(value, name: str = "dtype") -> str:
@@ -44,7 +38,7 @@ def check_dtype(value, name: str = "dtype") -> str:
     for key, dt in DTYPES.items():
         if value is dt:
             return key
-    return _check_choice(value, tuple(DTYPES), name)
+    return check_choice(value, tuple(DTYPES), name)
 
 
 class InitScaler(BaseEstimator):
@@ -109,10 +103,10 @@ class InitScaler(BaseEstimator):
     def _validate(self, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
         _check_positive(self.radius, prefix + "radius", "1.0")
-        _check_choice(self.reference, REFERENCES, prefix + "reference")
-        _check_choice(self.mode, MODES, prefix + "mode")
+        check_choice(self.reference, REFERENCES, prefix + "reference")
+        check_choice(self.mode, MODES, prefix + "mode")
         _check_positive(self.temperature, prefix + "temperature", "1.0")
-        _check_choice(self.init, INITS, prefix + "init")
+        check_choice(self.init, INITS, prefix + "init")
 
     def _scheme(self) -> str | None:
         """The init scheme to redraw with, or None to keep the module's init."""
@@ -143,7 +137,7 @@ class InitScaler(BaseEstimator):
                 rescale_(module, self.radius * radius(module), mode="global")
             else:  # every layer keeps its own shell, multiplied by radius
                 for layer in module.modules():
-                    if isinstance(layer, _LAYERS):
+                    if isinstance(layer, REFERENCE_LAYERS):
                         for p in layer.parameters():  # (a parametrization's originals too)
                             if p.requires_grad:  # frozen parameters are constants
                                 p.data.mul_(float(self.radius))

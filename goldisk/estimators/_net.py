@@ -140,14 +140,14 @@ class _GoldilocksNet:
         in_features = inferred["in_features"]
         if {"in_channels", "image_size"} <= set(names) and "in_features" not in names \
                 and in_features is not None:  # goldisk's CNNs: (C, S) from C * S * S
-            from ..models import _IMAGE_SHAPES
+            from ..models import IMAGE_SHAPES
 
             c, s = kwargs.get("in_channels"), kwargs.get("image_size")
             shape = getattr(self, "sample_shape_", ())
             if c is None and s is None and len(shape) == 3 and shape[1] == shape[2]:
                 c, s = shape[0], shape[1]  # X given as (N, C, S, S)
             if c is None and s is None:
-                c, s = _IMAGE_SHAPES.get(in_features, (None, None))
+                c, s = IMAGE_SHAPES.get(in_features, (None, None))
             elif c is None and in_features % (s * s) == 0:
                 c = in_features // (s * s)
             elif s is None and in_features % c == 0 and \

@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import copy
-import numbers
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._flat import ParamLayout, parameter_vector
+from .._names import LOSSES as _LOSSES
+from .._names import MAX_SEED, SCORES, STATE, SUBSPACE_PROJECTIONS
 from .._rng import draw_seed
 from .._subspace import KINDS, SubspaceModule
-from .._validation import TRANSFORMS_LOCK, check_data, check_model, check_outputs
-from ..curvature import hessian_statistics, model_state, subspace_hessian
-from ..curvature._hessian import MAX_FULL_D
-from ..projections import KINDS as PROJECTIONS
+from .._validation import (
+    TRANSFORMS_LOCK,
+    check_choice,
+    check_data,
+    check_model,
+    check_outputs,
+    is_int,
+)
+from ..curvature import MAX_FULL_D, hessian_statistics, model_state, subspace_hessian
 from ..projections import make_projection
-from ._init_scaler import DTYPES, _check_choice, check_dtype
+from ._init_scaler import DTYPES, check_dtype
 from ._subspace_projector import _check_dim
 
 __all__ = ["CurvatureProbe"]
 
-LOSSES = ("auto", "cross_entropy", "mse")
-_STATS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
-_STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
-#: Every column ``measure`` can return that may serve as ``score``.
-SCORES = (*_STATS, *("g_" + s for s in _STATS), *("h_" + s for s in _STATS), "g_dominance",
-          *_STATE)
+LOSSES = ("auto", *_LOSSES)
 
 
 class _Log(nn.Module):
@@ -79,11 +79,8 @@ def resolve(estimator, X, y, prepared=False, loss="auto"):
     ``prepared=True``: ``(X, y)`` already are what the module sees (e.g. in a callback)."""
     if isinstance(estimator, Pipeline):
         return resolve(estimator[-1], estimator[:-1].transform(X), y, loss=loss)
-    from ._selector import GoldilocksSelector
-
-    if isinstance(estimator, GoldilocksSelector):
-        check_is_fitted(estimator, "best_estimator_")
-        return resolve(estimator.best_estimator_, X, y, loss=loss)
+    if hasattr(estimator, "_measured_estimator"):  # a GoldilocksSelector: its best net
+        return resolve(estimator._measured_estimator(), X, y, loss=loss)
     if isinstance(estimator, nn.Module):
         X, y = check_data(X, y)
         return estimator, X, y, None if loss == "auto" else loss
@@ -180,13 +177,12 @@ class CurvatureProbe(BaseEstimator):
             v = getattr(self, name)
             if name == "max_samples" and v is None:
                 continue
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+            if not is_int(v) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}.")
-        _check_choice(self.kind, KINDS, "kind")
-        _check_choice(self.projection, tuple(k for k in PROJECTIONS if k != "identity"),
-                      "projection")
-        _check_choice(self.score, SCORES, "score")
-        _check_choice(self.loss, LOSSES, "loss")
+        check_choice(self.kind, KINDS, "kind")
+        check_choice(self.projection, SUBSPACE_PROJECTIONS, "projection")
+        check_choice(self.score, SCORES, "score")
+        check_choice(self.loss, LOSSES, "loss")
         check_dtype(self.dtype)
         if self.gauss_newton not in (True, False):
             raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
@@ -201,12 +197,12 @@ class CurvatureProbe(BaseEstimator):
             return [None]
         rng = np.random.default_rng(self._seed_sequence().spawn(1)[0])
         return [make_projection(self.projection, D, int(self.dim),
-                                random_state=int(rng.integers(0, 2**62)))
+                                random_state=int(rng.integers(0, MAX_SEED)))
                 for _ in range(self.n_subspaces)]
 
     def _seed_sequence(self) -> np.random.SeedSequence:
         rs = self.random_state
-        if rs is None or isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+        if rs is None or is_int(rs):
             if rs is not None and rs < 0:
                 raise ValueError(f"random_state must be None or an int >= 0, got {rs}.")
             return np.random.SeedSequence(rs)
@@ -283,11 +279,17 @@ class CurvatureProbe(BaseEstimator):
         """
         return self._measure(*resolve(estimator, X, y, loss=self.loss))
 
+    def _measure_net(self, net, X, y, columns=None) -> pd.DataFrame:
+        """``measure`` from inside a net's training (``CurvatureTracker``): ``(X, y)``
+        already are what its module sees."""
+        return self._measure(*resolve(net, X, y, prepared=True, loss=self.loss),
+                             columns=columns)
+
     def _measure(self, module, X, y, loss, columns=None) -> pd.DataFrame:
         """``measure``'s table; with ``columns``, only what they need is computed (no
         Hessian for state columns alone, no G without ``g_``/``h_`` columns), the values
         being those of the whole table."""
-        need_h = columns is None or any(c not in _STATE for c in columns)
+        need_h = columns is None or any(c not in STATE for c in columns)
         need_g = columns is None or any(c.startswith(("g_", "h_")) for c in columns)
         module, X, y, loss, results = self._hessians(module, X, y, loss, need_h, need_g)
         dtype = DTYPES[check_dtype(self.dtype)]

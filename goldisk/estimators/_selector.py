@@ -16,6 +16,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._rng import check_random_state
+from .._validation import is_int
 from ._net import check_fit_params
 from ._probe import SCORES, CurvatureProbe
 
@@ -156,7 +157,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
 
     def _validate(self) -> str:
         n = self.n_candidates
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"n_candidates must be an int >= 1, got {n!r}.")
         if not callable(self.criterion) and self.criterion not in SCORES:
             raise ValueError(f"criterion must be a callable or one of {list(SCORES)}, "
@@ -166,8 +167,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         if not isinstance(self.refit, bool | np.bool_):
             raise ValueError(f"refit must be True or False, got {self.refit!r}.")
         j = self.n_jobs
-        if j is not None and (isinstance(j, bool) or not isinstance(j, numbers.Integral)
-                              or j == 0):
+        if j is not None and (not is_int(j) or j == 0):
             raise ValueError(f"n_jobs must be None or a nonzero int (-1: all cores), got {j!r}.")
         return _net_prefix(self.estimator)
 
@@ -225,6 +225,11 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             for name, value in _input_attributes(est).items():
                 setattr(self, name, value)
         return self
+
+    def _measured_estimator(self):
+        """What ``CurvatureProbe.measure`` measures for a selector: its best estimator."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_
 
     @available_if(_delegate("predict"))
     def predict(self, X):

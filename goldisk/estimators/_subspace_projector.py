@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -12,9 +11,9 @@ from torch import nn
 from .._flat import ParamLayout
 from .._radius import REFERENCES, layer_reference_radii
 from .._subspace import KINDS, SubspaceModule
+from .._validation import check_choice, is_int
 from ..projections import KINDS as PROJECTIONS
 from ..projections import make_projection
-from ._init_scaler import _check_choice
 
 __all__ = ["SubspaceProjector"]
 
@@ -24,7 +23,7 @@ def _check_dim(dim, name: str, D: int | None = None, allow_none: bool = True):
     if dim is None and allow_none:
         return None
     upper = "" if D is None else f" and <= D={D} (the number of parameters)"
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+    if not is_int(dim):
         raise ValueError(f"{name} must be None or an int >= 1{upper}, got {dim!r}.")
     if dim < 1 or (D is not None and dim > D):
         raise ValueError(f"{name} must be an int >= 1{upper}, got {name}={dim}.")
@@ -101,9 +100,9 @@ class SubspaceProjector(BaseEstimator):
     def _validate(self, D: int | None = None, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
         _check_dim(self.dim, prefix + "dim", D)
-        _check_choice(self.kind, KINDS, prefix + "kind")
-        _check_choice(self.projection, PROJECTIONS, prefix + "projection")
-        _check_choice(self.reference, REFERENCES, prefix + "reference")
+        check_choice(self.kind, KINDS, prefix + "kind")
+        check_choice(self.projection, PROJECTIONS, prefix + "projection")
+        check_choice(self.reference, REFERENCES, prefix + "reference")
         if isinstance(self.metric, str) and self.metric != "per_layer":
             raise ValueError(
                 f"{prefix}metric must be None, 'per_layer' or an array of length D, "

@@ -22,7 +22,14 @@ from ._plots_decompose import (
     plot_decompose_inits,
     plot_decompose_training,
 )
-from ._report import EXPERIMENTS, ResultFolder, reproduce, write_report
+from ._report import (
+    EXPERIMENTS,
+    ResultFolder,
+    build_model,
+    reproduce,
+    split_dataset,
+    write_report,
+)
 from ._select import (
     SELECT_COLUMNS,
     SELECT_MEASURES,
@@ -35,6 +42,13 @@ from ._subspace_train import (
     SUBSPACE_KINDS,
     intrinsic_dimension,
     subspace_train,
+)
+from ._summaries import (
+    finalize_decompose,
+    finalize_select,
+    finalize_subspace_train,
+    finalize_sweep,
+    finalize_trajectory,
 )
 from ._training import OPTIMIZERS, Units, evaluate, log_grid, model_radius, point_at, train
 from ._trajectory import TRAJECTORY_COLUMNS, fit_radius_growth, trajectory
@@ -75,4 +89,12 @@ __all__ = [
     "train",
     "trajectory",
     "write_report",
+    # the pieces the command-line tool assembles a run from
+    "build_model",
+    "split_dataset",
+    "finalize_decompose",
+    "finalize_select",
+    "finalize_subspace_train",
+    "finalize_sweep",
+    "finalize_trajectory",
 ]

@@ -32,8 +32,14 @@ from .._flat import ParamLayout, parameter_vector
 from .._names import DECOMPOSE_PARTS
 from .._radius import SoftmaxTemperature, reference_radius
 from .._rng import check_random_state
-from ..curvature import STATISTICS, hessian_statistics, model_state, subspace_hessian
-from ..curvature._losses import logit_gradient, per_sample_loss
+from ..curvature import (
+    STATISTICS,
+    hessian_statistics,
+    logit_gradient,
+    model_state,
+    per_sample_loss,
+    subspace_hessian,
+)
 from ..projections import make_projection
 from ._training import Units, check_ratios, log_grid, point_at, train
 

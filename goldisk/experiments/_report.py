@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._names import EXPERIMENTS
+from .._results_io import append_rows, changed_settings, environment, read_written_rows, write_json
 from ._summaries import (
     finalize_decompose,
     finalize_select,
@@ -46,7 +47,7 @@ class ResultFolder:
         Fixed column order of the CSV (else taken from the first rows written).
     config : dict
         Settings; on ``resume`` every one of them must equal the stored one, except the
-        options that only say how the run executes (``goldisk.cli._common.EXECUTION_ONLY``),
+        options that only say how the run executes (``goldisk._results_io.EXECUTION_ONLY``),
         or only the ``compare`` keys when those are given.
     resume : bool
         Keep complete units already in the CSV (``done``); otherwise start afresh.
@@ -54,8 +55,6 @@ class ResultFolder:
 
     def __init__(self, out, name: str, columns=None, config=None, resume: bool = False,
                  device: str = "cpu", compare=None):
-        from ..cli._common import changed_settings, environment, write_json
-
         self.out = Path(out)
         self.csv = self.out / f"{name}.csv"
         self.columns = None if columns is None else list(columns)
@@ -87,8 +86,6 @@ class ResultFolder:
         write_json(cfg_path, {**self.config, "environment": environment(device)})
 
     def _complete_rows(self) -> pd.DataFrame:
-        from ..cli._common import read_written_rows
-
         df = read_written_rows(self.csv)
         if df.empty or "unit" not in df or "unit_rows" not in df:
             return pd.DataFrame()
@@ -98,8 +95,6 @@ class ResultFolder:
 
     def save(self, rows: list[dict]) -> None:
         """Append one finished unit's rows (one write, flushed)."""
-        from ..cli._common import append_rows
-
         if self.columns is None:
             self.columns = list(rows[0].keys())
         append_rows(self.csv, rows, self.columns)
@@ -111,8 +106,6 @@ class ResultFolder:
     def finish(self, **extra) -> float:
         """Rewrite ``config.json`` with the elapsed seconds (``seconds`` of this call,
         ``seconds_total`` over resumed calls), the row count and ``extra``."""
-        from ..cli._common import environment, write_json
-
         seconds = time.perf_counter() - self._start
         rows = len(self.read())
         write_json(self.out / "config.json", {

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._flat import ParamLayout
+from .._names import SUBSPACE_KINDS
 from .._radius import REFERENCES, reference_radius
 from .._rng import check_random_state
 from .._subspace import SubspaceModule
@@ -27,7 +28,6 @@ from ._training import Units, check_ratios, check_train_val, check_training, poi
 
 __all__ = ["subspace_train", "intrinsic_dimension", "SUBSPACE_KINDS", "SUBSPACE_COLUMNS"]
 
-SUBSPACE_KINDS = ("hyperplane", "hypersphere")
 SUBSPACE_COLUMNS = [
     "unit", "unit_rows", "repeat", "radius_index", "radius_ratio", "log10_r2_ratio", "radius",
     "reference_radius", "kind", "dim", "D", "projection", "optimizer", "lr", "epochs",

@@ -25,7 +25,7 @@ from .._radius import radius as _radius
 from .._rng import torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_data, check_outputs, check_positive_int
-from ..curvature._state import logit_statistics
+from ..curvature import logit_statistics
 from ..models import init_weights_
 
 __all__ = ["train", "OPTIMIZERS", "evaluate", "model_radius", "Units", "point_at",

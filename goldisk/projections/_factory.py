@@ -6,13 +6,13 @@ import math
 
 import torch
 
+from .._names import PROJECTIONS as KINDS
 from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
 from ._dense import DenseProjection
 from ._fastfood import FastfoodProjection
 from ._identity import IdentityProjection
 from ._sparse import SparseProjection
 
-KINDS = ("dense", "sparse", "sparse-li", "fastfood", "identity", "auto")
 #: ``"auto"`` picks ``"dense"`` while ``D*d`` is at most this (80 MB in float64).
 AUTO_DENSE_MAX = 10_000_000
 
