@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
-from ._sparse import (
+from ._common import (
     _cache_valid,
     _CSRMatrix,
     _fast_path_ok,
