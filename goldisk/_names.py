@@ -4,7 +4,7 @@ Kept free of heavy imports (no torch) so that building the command-line parser
 (``goldisk --help``) can offer the same choices without loading torch.
 """
 
-__all__ = ["DECOMPOSE_PARTS", "DTYPES", "EXPERIMENTS", "LOSSES", "MAX_SEED", "MODEL_NAMES",
+__all__ = ["DECOMPOSE_PARTS", "DTYPES", "EXPERIMENTS", "LOSSES", "MODEL_NAMES",
            "PROJECTIONS", "REFERENCES", "SCALER_REFERENCES", "SCORES", "STATE", "STATISTICS",
            "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
 
@@ -38,10 +38,6 @@ STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_l
 #: statistics of ``H``, of its Gauss-Newton part ``g_`` and H-term ``h_``, and the state.
 SCORES = (*STATISTICS, *("g_" + s for s in STATISTICS), *("h_" + s for s in STATISTICS),
           "g_dominance", *STATE)
-
-#: Seeds are drawn from ``[0, MAX_SEED)``: 62 bits fit every generator goldisk seeds
-#: (torch's and numpy's take up to 64 bits) and stay positive in a signed 64-bit column.
-MAX_SEED = 2**62
 
 
 def dataset_key(name) -> str:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import numbers
 import threading
 
 import numpy as np
 import torch
 
-__all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng"]
+from ._validation import is_int
+
+__all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng", "MAX_SEED"]
+
+#: Seeds are drawn from ``[0, MAX_SEED)``: 62 bits fit every generator goldisk seeds (numpy's
+#: and torch's take up to 64 bits) and stay positive in a signed 64-bit column of a table.
+MAX_SEED = 2**62
 
 
 def check_random_state(random_state) -> np.random.Generator:
@@ -30,18 +35,17 @@ def check_random_state(random_state) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(random_state, np.random.Generator):
         return random_state
-    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(
-        random_state, bool
-    ):
+    if is_int(random_state):
         if random_state < 0:
             raise ValueError(
                 f"random_state must be a non-negative int, got {random_state}; pass e.g. 0."
             )
         return np.random.default_rng(int(random_state))
     if isinstance(random_state, np.random.RandomState):
+        # (below 2**31: a RandomState draws C longs, 32 bits on Windows)
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
     if isinstance(random_state, torch.Generator):
-        seed = int(torch.randint(0, 2**62, (1,), generator=random_state).item())
+        seed = int(torch.randint(0, MAX_SEED, (1,), generator=random_state).item())
         return np.random.default_rng(seed)
     raise TypeError(
         "random_state must be None, an int, a numpy Generator/RandomState or a torch.Generator; "
@@ -51,7 +55,7 @@ def check_random_state(random_state) -> np.random.Generator:
 
 def draw_seed(random_state) -> int:
     """Draw one 63-bit integer seed from ``random_state`` (see :func:`check_random_state`)."""
-    return int(check_random_state(random_state).integers(0, 2**62))
+    return int(check_random_state(random_state).integers(0, MAX_SEED))
 
 
 def torch_generator(random_state, device="cpu") -> torch.Generator:
@@ -69,9 +73,7 @@ def torch_generator(random_state, device="cpu") -> torch.Generator:
     if isinstance(random_state, torch.Generator):
         return random_state
     gen = torch.Generator(device=device)
-    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(
-        random_state, bool
-    ):
+    if is_int(random_state):
         check_random_state(random_state)  # validates sign
         if int(random_state) >= 2**64:
             raise ValueError(f"random_state must be an int below 2**64, got {random_state}.")

@@ -14,7 +14,6 @@ initialization (goldisk rescales weights elsewhere).  Each has two attributes:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from goldisk._rng import torch_generator
 from ._flat import frozen, tensor_sources
 from ._names import MODEL_NAMES
 from ._names import REFERENCES as _SCHEMES
+from ._validation import is_int
 
 __all__ = [
     "MLP", "LeNet300100", "LeNet5", "SmallCNN", "make_model", "init_weights_", "MODEL_NAMES",
@@ -39,7 +39,7 @@ def _check_sizes(**sizes) -> None:
     for name, value in sizes.items():
         values = value if isinstance(value, tuple | list) else (value,)
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{name} must be int(s) >= 1, got {name}={value!r}.")
 
 
@@ -98,7 +98,7 @@ class MLP(_Base):
                  bias=True):
         super().__init__()
         _activation(activation)
-        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        if is_int(hidden):
             hidden = (hidden,)  # one hidden layer, as scikit-learn's hidden_layer_sizes=100
         _check_sizes(in_features=in_features, hidden=tuple(hidden), out_features=out_features)
         if not isinstance(bias, bool | np.bool_):

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ._flat import ParamLayout, parameter_vector
 from ._names import SUBSPACE_PROJECTIONS
 from ._radius import REFERENCES, reference_radius
-from ._rng import check_random_state
-from ._validation import TRANSFORMS_LOCK
+from ._rng import MAX_SEED, check_random_state
+from ._validation import TRANSFORMS_LOCK, is_int
 from .curvature import batch_statistics, model_state, subspace_hessian, warn_statistics
 from .models import init_weights_
 from .projections import make_projection
@@ -177,8 +177,7 @@ def radius_sweep(
     dims = _check_dims(dims, layout.D)
     for name, value in (("max_samples", max_samples), ("radius_batch", radius_batch),
                         ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer)
-                                  or value < 1):
+        if value is not None and (not is_int(value) or value < 1):
             raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
     if max_samples is not None:  # lengths first: slicing would hide a mismatch
         if len(X) != len(y):
@@ -190,7 +189,7 @@ def radius_sweep(
            "loss": loss, "gauss_newton": gauss_newton, "batch_size": batch_size,
            "dtype": dtype, "device": str(device) if device is not None else "cpu",
            "r_ref": reference_radius(model, reference)}
-    seeds = check_random_state(random_state).integers(0, 2**62, size=(int(n_subspaces), 2))
+    seeds = check_random_state(random_state).integers(0, MAX_SEED, size=(int(n_subspaces), 2))
     done = set() if done is None else set(done)
     todo = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))
             if (s, i) not in done]

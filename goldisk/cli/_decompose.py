@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .._names import REFERENCES
 from ._common import CLIError, add_common_arguments, parse_floats, prepare_output
 from ._reproduce import (
     add_model_arguments,
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
                    help="scales of the init (default: 10^[-3..3] in steps of 0.25)")
     p.add_argument("--dim", type=int, default=50, help="subspace dimension")
     p.add_argument("--n-subspaces", type=int, default=3)
-    p.add_argument("--scheme", default="he", choices=("xavier", "he", "lecun", "default"),
+    p.add_argument("--scheme", default="he", choices=REFERENCES,
                    help="init drawn before the global scaling by alpha (He/Kaiming, as "
                         "Vysogorets et al.; the other subcommands start from Xavier)")
     p.add_argument("--hessian-samples", type=int, default=None,

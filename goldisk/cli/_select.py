@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._names import REFERENCES, SUBSPACE_PROJECTIONS
 from ._common import add_common_arguments, prepare_output
 from ._reproduce import (
     add_model_arguments,
@@ -23,9 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--n-inits", type=int, default=60)
     p.add_argument("--dim", type=int, default=50, help="dimension of each init's hyperplane")
     p.add_argument("--ratio", type=float, default=1.0, help="radius of the inits, r / r_ref")
-    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--reference", default="xavier", choices=REFERENCES)
     p.add_argument("--projection", default="dense",
-                   choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
+                   choices=SUBSPACE_PROJECTIONS)
     p.add_argument("--hessian-samples", type=int, default=500)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd", "gd"))
     p.add_argument("--lr", type=float, default=1e-3)

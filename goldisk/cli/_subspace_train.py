@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._names import REFERENCES, SUBSPACE_KINDS, SUBSPACE_PROJECTIONS
 from ._common import CLIError, add_common_arguments, parse_floats, parse_ints, prepare_output
 from ._reproduce import (
     add_model_arguments,
@@ -25,9 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dims", default="10,30,100,300", help="subspace dimensions d")
     p.add_argument("--kinds", default="hyperplane,hypersphere")
     p.add_argument("--n-repeats", type=int, default=2, help="random (init, subspace) draws")
-    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--reference", default="xavier", choices=REFERENCES)
     p.add_argument("--projection", default="dense",
-                   choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
+                   choices=SUBSPACE_PROJECTIONS)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
     p.add_argument("--lr", type=float, default=3e-2, help="learning rate of theta")
     p.add_argument("--full-lr", type=float, default=1e-3, help="learning rate in full space")
@@ -47,7 +48,7 @@ def run(args) -> int:
     radii = parse_floats(args.radii, "--radii")
     dims = parse_ints(args.dims, "--dims")
     kinds = list(dict.fromkeys(k.strip() for k in args.kinds.split(",") if k.strip()))
-    if not kinds or any(k not in ("hyperplane", "hypersphere") for k in kinds):
+    if not kinds or any(k not in SUBSPACE_KINDS for k in kinds):
         raise CLIError(f"--kinds must be hyperplane and/or hypersphere, got {args.kinds!r}")
     positive(args.n_repeats, "--n-repeats")
     positive(args.epochs, "--epochs", 0)

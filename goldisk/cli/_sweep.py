@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+from .._names import REFERENCES, SUBSPACE_KINDS, SUBSPACE_PROJECTIONS
 from ._common import (
     CLIError,
     add_backend_arguments,
@@ -42,10 +43,10 @@ def add_parser(sub) -> None:
                    help="radius ratios r/r_ref, comma-separated (default: Fort's grid "
                         "log10(r^2/r_ref^2) = -4..4 step 1/3)")
     p.add_argument("--n-subspaces", type=int, default=3, help="random subspaces per radius")
-    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--reference", default="xavier", choices=REFERENCES)
     p.add_argument("--projection", default="dense",
-                   choices=("dense", "sparse", "sparse-li", "fastfood", "auto"))
-    p.add_argument("--kind", default="hyperplane", choices=("hyperplane", "hypersphere"),
+                   choices=SUBSPACE_PROJECTIONS)
+    p.add_argument("--kind", default="hyperplane", choices=SUBSPACE_KINDS,
                    help="subspace through each point; Fort's zone is a hyperplane effect (the "
                         "hypersphere Hessian includes the sphere's curvature, see "
                         "docs/engine.md)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._names import REFERENCES
 from ._common import CLIError, add_common_arguments, parse_floats, prepare_output
 from ._reproduce import (
     add_model_arguments,
@@ -24,7 +25,7 @@ def add_parser(sub) -> None:
                    help="initial radius ratios r0/r_ref (default: %(default)s)")
     p.add_argument("--modes", default="free,fixed", help="free and/or fixed (radius held)")
     p.add_argument("--n-repeats", type=int, default=2)
-    p.add_argument("--reference", default="xavier", choices=("xavier", "he", "lecun", "default"))
+    p.add_argument("--reference", default="xavier", choices=REFERENCES)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd", "gd"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=15)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import nn
@@ -18,6 +17,7 @@ from .._validation import (
     check_outputs,
     check_positive_int,
     deterministic,
+    is_int,
     model_device,
     second_order,
 )
@@ -78,7 +78,7 @@ def hutchinson(
     """
     if gauss_newton not in (True, False):
         raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 1:
+    if not is_int(n_probes) or n_probes < 1:
         raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}.")
     chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
     batch_size = check_positive_int(batch_size, "batch_size")

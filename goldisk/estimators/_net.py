@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -17,16 +16,15 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._flat import ParamLayout
-from .._rng import check_random_state, fork_global_rng, torch_generator
+from .._rng import MAX_SEED, check_random_state, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
-from .._validation import check_device
+from .._validation import check_device, is_int
 from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._subspace_projector import SubspaceProjector
 
 __all__ = ["_GoldilocksNet"]
 
 _NESTED = {"init_scaler": InitScaler, "subspace": SubspaceProjector}
-_SEED_HIGH = 2**62
 
 
 def check_fit_params(fit_params: dict) -> None:
@@ -90,7 +88,7 @@ class _GoldilocksNet:
 
     def _check_goldisk_params(self) -> None:
         e = self.max_epochs
-        if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0:
+        if not is_int(e) or e < 0:
             raise ValueError(f"max_epochs must be an int >= 0 (0: initialize only), got {e!r}.")
         check_dtype(self.dtype)
         if self.device is not None:
@@ -117,7 +115,7 @@ class _GoldilocksNet:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid random_state: {exc}") from exc
         self.init_seeds_ = {
-            k: int(rng.integers(0, _SEED_HIGH)) for k in ("module", "init", "subspace", "train")
+            k: int(rng.integers(0, MAX_SEED)) for k in ("module", "init", "subspace", "train")
         }
         self.train_rng_ = np.random.default_rng(self.init_seeds_["train"])
         return super().initialize()
@@ -310,7 +308,7 @@ class _GoldilocksNet:
             kwargs["batch_size"] = len(dataset)
         if training:
             kwargs.setdefault("shuffle", True)
-            seed = int(self.train_rng_.integers(0, _SEED_HIGH))
+            seed = int(self.train_rng_.integers(0, MAX_SEED))
         else:
             seed = 0
         kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
@@ -319,7 +317,7 @@ class _GoldilocksNet:
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's loop inside a forked global RNG seeded from ``random_state``."""
-        with fork_global_rng(int(self.train_rng_.integers(0, _SEED_HIGH)), self.device):
+        with fork_global_rng(int(self.train_rng_.integers(0, MAX_SEED)), self.device):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def get_dataset(self, X, y=None):

@@ -13,8 +13,8 @@ from torch import nn
 
 from .._flat import ParamLayout, parameter_vector
 from .._names import LOSSES as _LOSSES
-from .._names import MAX_SEED, SCORES, STATE, SUBSPACE_PROJECTIONS
-from .._rng import draw_seed
+from .._names import SCORES, STATE, SUBSPACE_PROJECTIONS
+from .._rng import MAX_SEED, draw_seed
 from .._subspace import KINDS, SubspaceModule
 from .._validation import (
     TRANSFORMS_LOCK,

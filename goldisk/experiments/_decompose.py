@@ -31,7 +31,7 @@ from torch import nn
 from .._flat import ParamLayout, parameter_vector
 from .._names import DECOMPOSE_PARTS
 from .._radius import SoftmaxTemperature, reference_radius
-from .._rng import check_random_state
+from .._rng import MAX_SEED, check_random_state
 from ..curvature import (
     STATISTICS,
     hessian_statistics,
@@ -180,10 +180,10 @@ def decompose(
     n_h = len(X) if hessian_samples is None else min(int(hessian_samples), len(X))
     Xh, yh = X[:n_h], y[:n_h]
     rng = check_random_state(random_state)
-    sub_seeds = rng.integers(0, 2**62, size=(int(n_subspaces), 2))
-    init_seeds = rng.integers(0, 2**62, size=(int(n_inits), 2))
+    sub_seeds = rng.integers(0, MAX_SEED, size=(int(n_subspaces), 2))
+    init_seeds = rng.integers(0, MAX_SEED, size=(int(n_inits), 2))
     init_alphas = 10 ** rng.uniform(math.log10(lo), math.log10(hi), size=int(n_inits))
-    train_seed = int(rng.integers(0, 2**62))
+    train_seed = int(rng.integers(0, MAX_SEED))
 
     plan = []
     for part in parts:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._flat import ParamLayout
 from .._radius import REFERENCES, reference_radius
-from .._rng import check_random_state
+from .._rng import MAX_SEED, check_random_state
 from ..curvature import hessian_statistics, subspace_hessian
 from ..projections import make_projection
 from ._training import Units, evaluate, point_at, train
@@ -108,8 +108,8 @@ def select(
     n_h = len(X) if hessian_samples is None else min(int(hessian_samples), len(X))
     r_ref = reference_radius(model, reference)
     rng = check_random_state(random_state)
-    seeds = rng.integers(0, 2**62, size=(int(n_inits), 2))
-    shuffle_seed = int(rng.integers(0, 2**62))
+    seeds = rng.integers(0, MAX_SEED, size=(int(n_inits), 2))
+    shuffle_seed = int(rng.integers(0, MAX_SEED))
     units = Units(range(int(n_inits)), done, on_result, progress, desc="select",
                   columns=SELECT_COLUMNS)
     Xv = torch.as_tensor(X_val, dtype=torch.float64)

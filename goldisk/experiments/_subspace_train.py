@@ -21,7 +21,7 @@ from torch import nn
 from .._flat import ParamLayout
 from .._names import SUBSPACE_KINDS
 from .._radius import REFERENCES, reference_radius
-from .._rng import check_random_state
+from .._rng import MAX_SEED, check_random_state
 from .._subspace import SubspaceModule
 from ..projections import make_projection
 from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
@@ -121,7 +121,7 @@ def subspace_train(
     r_ref = reference_radius(model, reference)
     check_train_val(model, X, y, X_val, y_val)
     rng = check_random_state(random_state)
-    seeds = rng.integers(0, 2**62, size=(int(n_repeats), 2 + len(dims)))
+    seeds = rng.integers(0, MAX_SEED, size=(int(n_repeats), 2 + len(dims)))
     plan = []
     for rep in range(int(n_repeats)):
         for i in range(len(radii)):

@@ -20,7 +20,7 @@ from torch import nn
 
 from .._flat import ParamLayout
 from .._radius import REFERENCES, reference_radius
-from .._rng import check_random_state
+from .._rng import MAX_SEED, check_random_state
 from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
 
 __all__ = ["trajectory", "fit_radius_growth", "TRAJECTORY_COLUMNS"]
@@ -100,7 +100,7 @@ def trajectory(
     D = ParamLayout(model).D
     r_ref = reference_radius(model, reference)
     rng = check_random_state(random_state)
-    seeds = rng.integers(0, 2**62, size=(int(n_repeats), 2))
+    seeds = rng.integers(0, MAX_SEED, size=(int(n_repeats), 2))
     n_steps = math.ceil(len(X) / (len(X) if optimizer == "gd" else min(batch_size, len(X))))
     every = max(1, n_steps // int(records_per_epoch))
     plan = [(r, i, m) for r in range(int(n_repeats)) for i in range(len(radii)) for m in modes]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._rng import torch_generator
+from .._rng import MAX_SEED, torch_generator
+from .._validation import is_int
 
 #: ``to_dense`` refuses to build matrices with more elements than this.
 DENSE_ELEMENT_LIMIT = 50_000_000
@@ -31,7 +31,7 @@ def _caller_level() -> int:
 
 
 def _check_D(D) -> int:
-    if isinstance(D, bool) or not isinstance(D, numbers.Integral):
+    if not is_int(D):
         raise ValueError(f"D must be an int >= 1, got {D!r}")
     D = int(D)
     if D < 1:
@@ -40,7 +40,7 @@ def _check_D(D) -> int:
 
 
 def _check_d(d, D: int) -> int:
-    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+    if not is_int(d):
         raise ValueError(f"d must be an int in [1, D={D}], got {d!r}")
     d = int(d)
     if not 1 <= d <= D:
@@ -101,7 +101,7 @@ def as_torch_generator(random_state=None) -> torch.Generator:
     True
     """
     if isinstance(random_state, torch.Generator) and random_state.device.type != "cpu":
-        seed = torch.randint(0, 2**62, (1,), generator=random_state, device=random_state.device)
+        seed = torch.randint(0, MAX_SEED, (1,), generator=random_state, device=random_state.device)
         random_state = int(seed.cpu()[0])
     return torch_generator(random_state, device="cpu")
 
