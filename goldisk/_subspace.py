@@ -193,7 +193,7 @@ class SubspaceModule(nn.Module):
     def forward(self, x, *args, **kwargs):
         # What ``torch.func.functional_call(self.base, params, ...)`` does, for the one case
         # needed here (every name is a plain buffer of ``base``), at a fraction of its cost
-        # (0.3 ms a step for a 3-layer MLP): put the views of ``w`` in place of the buffers,
+        # (docs/performance.md, "Design notes"): put the views of ``w`` in place of the buffers,
         # call ``base``, put the buffers back. One ``split`` rather than a slice per tensor:
         # its backward is a single ``cat``, where slices would each write their gradient into
         # a zero D-vector and add them up.

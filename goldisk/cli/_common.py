@@ -254,8 +254,8 @@ def parallel_backend(args):
 
             workers = os.cpu_count() if args.n_jobs == -1 else args.n_jobs
             # dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc give
-            # every large temporary back to the kernel: a sweep ran 1.6-2x slower per worker
-            # (benchmarks/bench_distributed.py). Also keep it out of this process's env.
+            # every large temporary back to the kernel, which slowed a sweep down per worker
+            # (docs/performance.md). Also keep it out of this process's env.
             key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
             saved = dict(os.environ)
             with dask.config.set({key: None}):

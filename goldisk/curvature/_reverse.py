@@ -107,13 +107,11 @@ def gradient_graph(net, layout, base, xb, yb, loss, n):
 
 
 #: On CPU, blocks of at most this many directions go one at a time through the retained
-#: graph: in one process, round-robin, looping was faster than the batched double backward
-#: (legacy vmap) at every d measured (MLP 784-200-200-10, 1,000 samples: 1.02 vs 1.11 s at
-#: d = 50, 4.35 vs 4.62 s at d = 200; PyHessian's loop 1.22 / 4.85 s). So all CPU blocks
-#: loop; blocks still bound the memory of the directions (``c x D``) and batch ``P^T``.
-#: The batched path is used on GPUs for blocks of two or more directions (tested on CPU
-#: with ``LOOP_MAX = 0``); one direction is always a plain double backward (the batched
-#: rules of a ResNet-18 cost 2,466 aten ops per direction there against 1,461).
+#: graph: looping was faster than the batched double backward (legacy vmap) at every d
+#: measured (docs/performance.md, "Design notes"), so all CPU blocks loop; blocks still
+#: bound the memory of the directions (``c x D``) and batch ``P^T``. The batched path is
+#: used on GPUs for blocks of two or more directions (tested on CPU with ``LOOP_MAX = 0``);
+#: one direction is always a plain double backward (its batched rules run more ops).
 LOOP_MAX = 2**62
 
 
@@ -121,7 +119,7 @@ def hessian_block(layout, params, r, g, V, jv=True):
     """``H V^T`` as ``(c, D)`` and ``J V^T`` as ``(c, *z.shape)`` for directions ``V`` (c, D).
 
     ``jv=False``: ``H V^T`` only (``None`` for ``J V^T``); the double backward then stops at
-    the parameters instead of also reaching ``r`` (about 10% less work on a ResNet-18).
+    the parameters instead of also reaching ``r`` (less work).
     """
     opts = dict(retain_graph=True, allow_unused=True, materialize_grads=True)
     inputs = [*params, r] if jv else params

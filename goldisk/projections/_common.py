@@ -52,9 +52,9 @@ def _to_csr(rows, cols, vals, n_rows: int, n_cols: int) -> torch.Tensor:
 #: which dominates for ``P`` (``D`` rows, about one non-zero each). There a vector product is
 #: computed as a sparse-dense product with ``k`` columns and ``k`` times fewer rows: ``P x``
 #: reshaped to ``(D / k, k)`` is ``B (x kron I_k)`` with ``B[r // k, c * k + r % k] = P[r, c]``,
-#: one SIMD-wide row update per non-zero; ``k`` = 32 bytes of the dtype (8 float32, 4 float64:
-#: 2-3x faster than the plain product at D = 2e5, d = 1e3, on 2 cores). Used when the matrix
-#: has at most ``_BLOCK_MAX_ROW_NNZ`` non-zeros per row on average.
+#: one SIMD-wide row update per non-zero; ``k`` = 32 bytes of the dtype (8 float32, 4 float64;
+#: see docs/performance.md, "Design notes"). Used when the matrix has at most
+#: ``_BLOCK_MAX_ROW_NNZ`` non-zeros per row on average.
 _BLOCK_BYTES = 32
 _BLOCK_MAX_ROW_NNZ = 16
 

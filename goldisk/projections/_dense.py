@@ -26,8 +26,8 @@ class DenseProjection(Projection):
     to the ``Q`` of its QR decomposition with ``diag(R) > 0``, which is unique and
     Haar-distributed on the Stiefel manifold. For a tall matrix (``D >= 4 d``, the usual
     case, where the Gaussian is well conditioned) this is CholeskyQR2 (two rounds of
-    ``Q = A R^-1`` with ``R^T R = A^T A``; matrix products only, about 3x faster than
-    Householder QR at ``D = 199,210, d = 100``); otherwise, or if its result is not
+    ``Q = A R^-1`` with ``R^T R = A^T A``; matrix products only, several times faster
+    than Householder QR, see docs/performance.md); otherwise, or if its result is not
     orthonormal to ``1e-12``, Householder QR (``torch.linalg.qr``) with the signs of
     ``diag(R)`` folded into ``Q``. Both give the same ``Q`` up to rounding. The matrix is
     stored as the buffer ``weight`` of shape ``(D, d)``, so memory is ``O(D d)``.

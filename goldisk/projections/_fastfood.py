@@ -19,8 +19,8 @@ from ._common import (
 #: Sylvester blocks (one small matmul per factor), which is several times faster on CPU than
 #: ``log2(L)`` radix-2 butterfly stages.
 _BLOCK_LOG2 = 6
-#: Block used on CPU, where 32 beats 64 (fewer flops for as many passes at L >= 2^14;
-#: 0.61 vs 0.82 ms at L = 2^18, float32, 2 cores).
+#: Block used on CPU, where 32 beats 64: fewer flops for as many passes at L >= 2^14
+#: (docs/performance.md, "Design notes").
 _CPU_BLOCK = 32
 
 
