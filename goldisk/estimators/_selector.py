@@ -171,6 +171,11 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"n_jobs must be None or a nonzero int (-1: all cores), got {j!r}.")
         return _net_prefix(self.estimator)
 
+    def _measured_estimator(self):
+        """What ``CurvatureProbe.measure`` measures for a selector: its best estimator."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_
+
     def fit(self, X, y, **fit_params):
         """Measure ``n_candidates`` initializations on ``(X, y)`` and fit the best one.
 
@@ -225,11 +230,6 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             for name, value in _input_attributes(est).items():
                 setattr(self, name, value)
         return self
-
-    def _measured_estimator(self):
-        """What ``CurvatureProbe.measure`` measures for a selector: its best estimator."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_
 
     @available_if(_delegate("predict"))
     def predict(self, X):
