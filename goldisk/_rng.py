@@ -10,11 +10,15 @@ import torch
 
 from ._validation import is_int
 
-__all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng", "MAX_SEED"]
+__all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng", "MAX_SEED",
+           "MAX_TABLE_SEED"]
 
 #: Seeds are drawn from ``[0, MAX_SEED)``: 62 bits fit every generator goldisk seeds (numpy's
 #: and torch's take up to 64 bits) and stay positive in a signed 64-bit column of a table.
 MAX_SEED = 2**62
+#: Seeds reported in a table (``GoldilocksSelector.candidates_["seed"]``) stay below this:
+#: a row read as a Series (``iterrows``, ``.loc[i]``) is float64, exact only below 2**53.
+MAX_TABLE_SEED = 2**31 - 1
 
 
 def check_random_state(random_state) -> np.random.Generator:

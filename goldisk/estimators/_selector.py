@@ -15,7 +15,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .._rng import check_random_state
+from .._rng import MAX_TABLE_SEED, check_random_state
 from .._validation import is_int
 from ._net import check_fit_params
 from ._probe import SCORES, CurvatureProbe
@@ -187,16 +187,16 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid random_state: {exc}") from exc
-        seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=self.n_candidates)]
+        seeds = [int(s) for s in rng.integers(0, MAX_TABLE_SEED, size=self.n_candidates)]
         probe = CurvatureProbe(dim=20, n_subspaces=1, max_samples=500) if self.probe is None \
             else clone(self.probe)
         if probe.random_state is None:
-            probe.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
+            probe.set_params(random_state=int(rng.integers(0, MAX_TABLE_SEED)))
         elif not isinstance(probe.random_state, numbers.Integral):
             # a Generator / RandomState would be used up candidate after candidate (and
             # copied per worker): one seed from it gives every candidate the same subspaces
             try:
-                seed = int(check_random_state(probe.random_state).integers(0, 2**31 - 1))
+                seed = int(check_random_state(probe.random_state).integers(0, MAX_TABLE_SEED))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"invalid probe__random_state: {exc}") from exc
             probe.set_params(random_state=seed)
