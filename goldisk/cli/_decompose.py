@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from .._names import REFERENCES
-from ._common import CLIError, add_common_arguments, parse_floats, prepare_output
+from ._common import CLIError, parse_floats, prepare_output
 from ._reproduce import (
-    add_model_arguments,
     config_of,
+    experiment_parser,
     learning_rates,
     positive,
     prepare,
+    run_options,
     title_of,
 )
 
@@ -21,9 +22,7 @@ HELP = "G-term/H-term curvature, temperature, model state and trainability again
 def add_parser(sub) -> None:
     from .._names import DECOMPOSE_PARTS
 
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
-    add_common_arguments(p, "out/decompose")
-    add_model_arguments(p, bias_default=False)
+    p = experiment_parser(sub, NAME, HELP, bias_default=False)
     p.add_argument("--parts", default=",".join(DECOMPOSE_PARTS), help="subset of %(default)s")
     p.add_argument("--alphas", default=None,
                    help="scales of the init (default: 10^[-3..3] in steps of 0.25)")
@@ -85,9 +84,7 @@ def run(args) -> int:
               hessian_samples=args.hessian_samples, n_inits=args.n_inits,
               init_alpha_range=rng, init_dim=args.init_dim, train_alphas=train_alphas,
               optimizers=optimizers, gd_lr0=args.gd_lr0, adam_lr=args.adam_lr,
-              steps=args.steps, records=args.records, device=args.device,
-              random_state=args.seed, progress=not args.no_progress, done=folder.done,
-              on_result=folder.save)
+              steps=args.steps, records=args.records, **run_options(args, folder))
     df = folder.read()
     summary = finalize_decompose(df, out, title=f"deconstructing the zone: {title_of(args)}")
     seconds = folder.finish(summary=summary)

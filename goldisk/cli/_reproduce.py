@@ -35,6 +35,47 @@ def add_model_arguments(p, bias_default: bool = True) -> None:
                        help="add biases (the net is then not homogeneous)")
 
 
+def experiment_parser(sub, name: str, help: str, bias_default: bool = True):
+    """An experiment subcommand's parser: the common and model options, ``--out out/<name>``."""
+    p = sub.add_parser(name, help=help, description=help)
+    add_common_arguments(p, f"out/{name}")
+    add_model_arguments(p, bias_default)
+    return p
+
+
+def add_training_arguments(p, *, epochs: int, lr: float = 1e-3, lr_help=None,
+                           optimizers=("adam", "sgd", "gd"), projection: bool = False) -> None:
+    """``--reference`` (``--projection``), ``--optimizer``, ``--lr``, ``--epochs`` and
+    ``--batch-size``: the options of the experiments that train from a reference init."""
+    from .._names import REFERENCES, SUBSPACE_PROJECTIONS
+
+    p.add_argument("--reference", default="xavier", choices=REFERENCES)
+    if projection:
+        p.add_argument("--projection", default="dense", choices=SUBSPACE_PROJECTIONS)
+    p.add_argument("--optimizer", default="adam", choices=optimizers)
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def open_run(args, name: str, columns, **config):
+    """``(data, out, folder)`` of an experiment subcommand, after every check: ``data`` is
+    ``prepare(args)``, ``folder`` the ``ResultFolder`` of ``<name>.csv`` in ``--out``."""
+    from ..experiments import ResultFolder
+
+    data = prepare(args)
+    out = prepare_output(args.out, args.force, args.resume)
+    folder = ResultFolder(out, name, columns, config_of(args, **config), args.resume,
+                          args.device)
+    return data, out, folder
+
+
+def run_options(args, folder) -> dict:
+    """The keyword arguments every experiment takes from the common options."""
+    return {"device": args.device, "random_state": args.seed, "progress": not args.no_progress,
+            "done": folder.done, "on_result": folder.save}
+
+
 def prepare(args):
     """``(train, val, model)`` from the common and model options (25% stratified split)."""
     from ..experiments import build_model, split_dataset

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from .._names import REFERENCES, SUBSPACE_PROJECTIONS
-from ._common import add_common_arguments, prepare_output
 from ._reproduce import (
-    add_model_arguments,
-    config_of,
+    add_training_arguments,
+    experiment_parser,
     learning_rates,
+    open_run,
     positive,
-    prepare,
+    run_options,
     title_of,
 )
 
@@ -18,40 +17,27 @@ HELP = "curvature and loss at many inits against their training speed (Fort Fig.
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
-    add_common_arguments(p, "out/select")
-    add_model_arguments(p)
+    p = experiment_parser(sub, NAME, HELP)
     p.add_argument("--n-inits", type=int, default=60)
     p.add_argument("--dim", type=int, default=50, help="dimension of each init's hyperplane")
     p.add_argument("--ratio", type=float, default=1.0, help="radius of the inits, r / r_ref")
-    p.add_argument("--reference", default="xavier", choices=REFERENCES)
-    p.add_argument("--projection", default="dense",
-                   choices=SUBSPACE_PROJECTIONS)
     p.add_argument("--hessian-samples", type=int, default=500)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd", "gd"))
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
+    add_training_arguments(p, epochs=5, projection=True)
     p.add_argument("--permutations", type=int, default=2000, help="for the permutation test")
 
 
 def run(args) -> int:
-    from ..experiments import SELECT_COLUMNS, ResultFolder, finalize_select, select
+    from ..experiments import SELECT_COLUMNS, finalize_select, select
 
     for name in ("n_inits", "dim", "hessian_samples", "batch_size", "epochs"):
         positive(getattr(args, name), "--" + name.replace("_", "-"))
     positive(args.permutations, "--permutations", 0)
     learning_rates(args, "lr")
-    X, y, Xv, yv, model = prepare(args)
-    out = prepare_output(args.out, args.force, args.resume)
-    folder = ResultFolder(out, "select", SELECT_COLUMNS, config_of(args), args.resume,
-                          args.device)
+    (X, y, Xv, yv, model), out, folder = open_run(args, "select", SELECT_COLUMNS)
     select(model, X, y, Xv, yv, n_inits=args.n_inits, dim=args.dim, ratio=args.ratio,
            reference=args.reference, projection=args.projection,
            hessian_samples=args.hessian_samples, optimizer=args.optimizer, lr=args.lr,
-           epochs=args.epochs, batch_size=args.batch_size, device=args.device,
-           random_state=args.seed, progress=not args.no_progress, done=folder.done,
-           on_result=folder.save)
+           epochs=args.epochs, batch_size=args.batch_size, **run_options(args, folder))
     df = folder.read()
     summary = finalize_select(df, out, title=f"selecting inits: {title_of(args)}",
                               random_state=args.seed)

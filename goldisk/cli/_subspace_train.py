@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from .._names import REFERENCES, SUBSPACE_KINDS, SUBSPACE_PROJECTIONS
-from ._common import CLIError, add_common_arguments, parse_floats, parse_ints, prepare_output
+from .._names import SUBSPACE_KINDS
+from ._common import CLIError, parse_floats, parse_ints
 from ._reproduce import (
-    add_model_arguments,
-    config_of,
+    add_training_arguments,
+    experiment_parser,
     learning_rates,
+    open_run,
     positive,
-    prepare,
+    run_options,
     title_of,
 )
 
@@ -18,29 +19,21 @@ HELP = "validation accuracy inside random d-dim hyperplanes/hyperspheres at radi
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP)
-    add_common_arguments(p, "out/subspace-train")
-    add_model_arguments(p)
+    p = experiment_parser(sub, NAME, HELP)
     p.add_argument("--radii", default="0.01,0.1,0.3,1,3,10,100",
                    help="radius ratios r/r_ref (default: %(default)s)")
     p.add_argument("--dims", default="10,30,100,300", help="subspace dimensions d")
     p.add_argument("--kinds", default="hyperplane,hypersphere")
     p.add_argument("--n-repeats", type=int, default=2, help="random (init, subspace) draws")
-    p.add_argument("--reference", default="xavier", choices=REFERENCES)
-    p.add_argument("--projection", default="dense",
-                   choices=SUBSPACE_PROJECTIONS)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--lr", type=float, default=3e-2, help="learning rate of theta")
+    add_training_arguments(p, epochs=10, lr=3e-2, lr_help="learning rate of theta",
+                           optimizers=("adam", "sgd"), projection=True)
     p.add_argument("--full-lr", type=float, default=1e-3, help="learning rate in full space")
     p.add_argument("--no-full", action="store_true", help="skip the full-space baseline")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
 
 
 def run(args) -> int:
     from ..experiments import (
         SUBSPACE_COLUMNS,
-        ResultFolder,
         finalize_subspace_train,
         subspace_train,
     )
@@ -54,17 +47,14 @@ def run(args) -> int:
     positive(args.epochs, "--epochs", 0)
     positive(args.batch_size, "--batch-size")
     learning_rates(args, "lr", "full_lr")
-    X, y, Xv, yv, model = prepare(args)
-    out = prepare_output(args.out, args.force, args.resume)
-    config = config_of(args, radii=radii, dims=sorted(set(dims)), kinds=kinds)
-    folder = ResultFolder(out, "subspace_train", SUBSPACE_COLUMNS, config, args.resume,
-                          args.device)
+    (X, y, Xv, yv, model), out, folder = open_run(args, "subspace_train", SUBSPACE_COLUMNS,
+                                                  radii=radii, dims=sorted(set(dims)),
+                                                  kinds=kinds)
     subspace_train(model, X, y, Xv, yv, radii=radii, dims=dims, kinds=kinds,
                    n_repeats=args.n_repeats, reference=args.reference,
                    projection=args.projection, optimizer=args.optimizer, lr=args.lr,
                    full_space=not args.no_full, full_lr=args.full_lr, epochs=args.epochs,
-                   batch_size=args.batch_size, device=args.device, random_state=args.seed,
-                   progress=not args.no_progress, done=folder.done, on_result=folder.save)
+                   batch_size=args.batch_size, **run_options(args, folder))
     df = folder.read()
     summary = finalize_subspace_train(df, out, title=f"training in random subspaces: "
                                                      f"{title_of(args)}")
