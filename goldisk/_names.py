@@ -4,7 +4,7 @@ Kept free of heavy imports (no torch) so that building the command-line parser
 (``goldisk --help``) can offer the same choices without loading torch.
 """
 
-__all__ = ["DECOMPOSE_PARTS", "DTYPES", "EXPERIMENTS", "LOSSES", "MODEL_NAMES",
+__all__ = ["DECOMPOSE_PARTS", "EXPERIMENTS", "LOSSES", "MODEL_NAMES",
            "PROJECTIONS", "REFERENCES", "SCALER_REFERENCES", "SCORES", "STATE", "STATISTICS",
            "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
 
@@ -27,8 +27,6 @@ PROJECTIONS = ("dense", "sparse", "sparse-li", "fastfood", "identity", "auto")
 SUBSPACE_PROJECTIONS = tuple(k for k in PROJECTIONS if k != "identity")
 #: Losses whose curvature the engine differentiates exactly.
 LOSSES = ("cross_entropy", "mse")
-#: The estimators' ``dtype`` names (``torch.float32`` / ``torch.float64``).
-DTYPES = ("float32", "float64")
 
 #: What ``hessian_statistics`` returns for one matrix.
 STATISTICS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")

@@ -23,17 +23,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._flat import ParamLayout, parameter_vector
-from ._names import SUBSPACE_PROJECTIONS
 from ._radius import REFERENCES, reference_radius
 from ._rng import MAX_SEED, check_random_state
 from ._validation import TRANSFORMS_LOCK, is_int
 from .curvature import batch_statistics, model_state, subspace_hessian, warn_statistics
 from .models import init_weights_
-from .projections import make_projection
+from .projections import KINDS, make_projection
 
 #: Projection kinds a sweep draws its subspaces from (``make_projection``'s kinds but
 #: ``identity``, which has no random subspace).
-SWEEP_PROJECTIONS = SUBSPACE_PROJECTIONS
+SWEEP_PROJECTIONS = tuple(k for k in KINDS if k != "identity")
 
 __all__ = ["default_radii", "radius_sweep", "sweep_statistics", "plot_sweep"]
 
