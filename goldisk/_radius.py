@@ -9,11 +9,20 @@ layer shapes alone, and moves a network to a target radius.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
-from ._flat import NORM_LAYERS, frozen, parameter_vector, tensor_sources, trainable_parameters
+from ._flat import (
+    NORM_LAYERS,
+    frozen,
+    nonfinite_parameters,
+    parameter_vector,
+    safe_norm,
+    tensor_sources,
+    trainable_parameters,
+)
 
 __all__ = [
     "REFERENCES",
@@ -57,6 +66,10 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
         Measure only the tensors with two or more dimensions (weight matrices and kernels,
         whatever their name): no biases, no normalization scales.
 
+    The norm is a scaled sum of squares in float64: exact for weights of any magnitude
+    the dtype holds (a plain ``norm`` reads 0 below about 1e-154 and inf above 1e154). A
+    parameter holding NaN or inf gives NaN or inf with a ``RuntimeWarning`` naming it.
+
     Examples
     --------
     >>> lin = torch.nn.Linear(3, 4, bias=False)
@@ -64,7 +77,114 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
     >>> radius(lin)
     3.4641016151377544
     """
-    return float(parameter_vector(module, weights_only).double().norm())
+    weights_only = _check_bool(weights_only, "weights_only")
+    value = float(safe_norm(parameter_vector(module, weights_only).double()))
+    if not math.isfinite(value):
+        bad = nonfinite_parameters(module)
+        warnings.warn(f"radius is {value}: parameter(s) {', '.join(bad[:3])} hold NaN or "
+                      "infinite values.", RuntimeWarning, stacklevel=2)
+    return value
+
+
+def _check_bool(value, name: str) -> bool:
+    """``value`` if it is a bool (numpy's too); a truthy string such as "no" is refused."""
+    from ._checks import check_bool
+
+    return check_bool(value, name)
+
+
+def _check_representable(tensors, factor: float, target: float) -> None:
+    """Refuse a rescale by ``factor`` whose result the tensors' dtype cannot hold: the
+    scaled vector is formed in that dtype (on a copy) and its norm must come out as the
+    exact one to 1e-3 (a float32 module sent to 1e39 would read inf, to 1e-46 read 0)."""
+    for dtype in {t.dtype for t in tensors}:
+        v = torch.cat([t.detach().reshape(-1) for t in tensors if t.dtype == dtype]).double()
+        want = factor * float(safe_norm(v))
+        got = float(safe_norm((v * factor).to(dtype).double()))
+        if want > 0 and not (math.isfinite(got) and abs(got - want) <= 1e-3 * want):
+            info = torch.finfo(dtype)
+            raise ValueError(
+                f"target radius {target:g} cannot be represented in {dtype}: the parameters "
+                f"would {'overflow' if not got < want else 'underflow'} (entries must stay "
+                f"within [{info.tiny:.1e}, {info.max:.1e}]); convert the module to float64 "
+                "first (module.double(), or dtype='float64' for an estimator) or choose a "
+                "radius within that range."
+            )
+
+
+def _fans(weight: torch.Tensor) -> tuple[int, int]:
+    receptive = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+def _variance(scheme: str, fan_in: int, fan_out: int) -> float:
+    if scheme == "xavier":
+        return 2.0 / (fan_in + fan_out)
+    if scheme == "he":
+        return 2.0 / fan_in
+    if scheme == "lecun":
+        return 1.0 / fan_in
+    if scheme == "default":  # kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        return 1.0 / (3.0 * fan_in)
+    raise ValueError(f"reference must be one of {REFERENCES}, got {scheme!r}.")
+
+
+def radius(module: nn.Module, weights_only: bool = False) -> float:
+    """Euclidean norm of the trainable parameters of ``module``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Its parameters with ``requires_grad=True``, each once (a shared weight counts
+        once); frozen parameters and buffers are not part of the radius.
+    weights_only : bool, default=False
+        Measure only the tensors with two or more dimensions (weight matrices and kernels,
+        whatever their name): no biases, no normalization scales.
+
+    The norm is a scaled sum of squares in float64: exact for weights of any magnitude
+    the dtype holds (a plain ``norm`` reads 0 below about 1e-154 and inf above 1e154). A
+    parameter holding NaN or inf gives NaN or inf with a ``RuntimeWarning`` naming it.
+
+    Examples
+    --------
+    >>> lin = torch.nn.Linear(3, 4, bias=False)
+    >>> _ = torch.nn.init.ones_(lin.weight)
+    >>> radius(lin)
+    3.4641016151377544
+    """
+    weights_only = _check_bool(weights_only, "weights_only")
+    value = float(safe_norm(parameter_vector(module, weights_only).double()))
+    if not math.isfinite(value):
+        bad = nonfinite_parameters(module)
+        warnings.warn(f"radius is {value}: parameter(s) {', '.join(bad[:3])} hold NaN or "
+                      "infinite values.", RuntimeWarning, stacklevel=2)
+    return value
+
+
+def _check_bool(value, name: str) -> bool:
+    """``value`` if it is a bool (numpy's too); a truthy string such as "no" is refused."""
+    from ._checks import check_bool
+
+    return check_bool(value, name)
+
+
+def _check_representable(module, factor: float, target: float, weights_only: bool) -> None:
+    """Refuse a rescale whose result the parameters' dtype cannot hold: the scaled vector
+    is formed in that dtype (on a copy) and its radius must come out as ``target``."""
+    for dtype in {p.dtype for _, p in trainable_parameters(module, weights_only)}:
+        v = torch.cat([p.detach().reshape(-1) for _, p in
+                       trainable_parameters(module, weights_only) if p.dtype == dtype])
+        got = float(safe_norm((v.double() * factor).to(dtype).double()))
+        if not math.isfinite(got) or abs(got - target * float(safe_norm(v.double())) /
+                                         (target / factor)) > 1e-3 * target:
+            info = torch.finfo(dtype)
+            raise ValueError(
+                f"target radius {target:g} cannot be represented in {dtype}: the parameters "
+                f"would {'overflow' if not math.isfinite(got) or got > target else 'underflow'} "
+                f"(entries must stay within [{info.tiny:.1e}, {info.max:.1e}]); use "
+                "float64 (module.double(), dtype='float64') or a radius closer to the "
+                "current one."
+            )
 
 
 def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[str, float]:
@@ -181,7 +301,11 @@ def rescale_(
         For ``mode="global"``: measure and scale only the tensors with two or more
         dimensions (weights), leaving biases and normalization parameters as is.
 
-    Frozen parameters (``requires_grad=False``) are never scaled.
+    Frozen parameters (``requires_grad=False``) are never scaled. The scaling happens in
+    the parameters' own dtype: convert the module first (``module.double()``) to reach
+    radii that float32 cannot hold. A target whose scaled parameters would overflow or
+    underflow that dtype (e.g. 1e39, or 1e-46, in float32) is refused with a
+    ``ValueError``, as is a module with NaN or infinite parameters.
 
     Returns
     -------
@@ -193,14 +317,24 @@ def rescale_(
     >>> round(radius(rescale_(net, 2.5)), 12)
     2.5
     """
-    target = float(target)
+    from ._checks import check_real
+
+    target = check_real(target, "target")
     if not math.isfinite(target) or target <= 0:
         raise ValueError(f"target radius must be finite and > 0, got {target}.")
+    weights_only = _check_bool(weights_only, "weights_only")
+    bad = nonfinite_parameters(module)
+    if bad:
+        raise ValueError(f"cannot rescale a module with NaN or infinite parameters "
+                         f"({', '.join(bad[:3])}); its radius is undefined. Re-initialize "
+                         "it (e.g. goldisk.models.init_weights_).")
     if mode == "global":
         current = radius(module, weights_only)
         if current == 0:
             raise ValueError("cannot rescale a module whose radius is 0; initialize it first.")
         factor = target / current
+        _check_representable([p for _, p in trainable_parameters(module, weights_only)],
+                             factor, target)
         for _, p in trainable_parameters(module, weights_only):
             p.mul_(factor)
     elif mode == "per_layer":
@@ -208,16 +342,20 @@ def rescale_(
         # reference_radius(module), from the radii at hand: normalization scales included
         total = math.sqrt(sum(r * r for r in refs.values()) + _norm_scales(module))
         layers = dict(module.named_modules())
-        seen = set()  # a parameter shared by two layers is scaled once, with the first
+        seen, factors = set(), []  # a shared parameter is scaled once, with the first layer
         for name, ref in refs.items():
             params = [p for p in layers[name].parameters()  # (a parametrization's too)
                       if p.requires_grad and id(p) not in seen]
             seen.update(id(p) for p in params)
-            current = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))
+            current = float(safe_norm(torch.cat([p.detach().double().reshape(-1)
+                                                 for p in params]))) if params else 0.0
             if current == 0:
                 raise ValueError(f"layer {name!r} has radius 0; initialize it before rescaling.")
+            factors.append((params, target * ref / total / current))
+            _check_representable(params, factors[-1][1], target)
+        for params, factor in factors:  # only once every layer is known to fit the dtype
             for p in params:
-                p.mul_(target * ref / total / current)
+                p.mul_(factor)
     else:
         raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
     return module
