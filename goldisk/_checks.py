@@ -12,7 +12,8 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["check_bool", "check_real", "native_array", "finite_or_warn", "nonfinite_cause"]
+__all__ = ["check_bool", "check_real", "native_array", "finite_or_warn", "nonfinite_cause",
+           "check_uniform_labels", "training_hint"]
 
 
 def check_bool(value, name: str) -> bool:
@@ -88,3 +89,32 @@ def nonfinite_cause(model) -> str:
         return f"the model has NaN or infinite parameters ({', '.join(bad[:3])}{more})"
     return ("the model's outputs are not finite (an overflow: a huge radius, a tiny "
             "temperature or huge inputs for this dtype?)")
+
+
+def check_uniform_labels(y, name: str = "y") -> None:
+    """Refuse labels mixing numbers and strings (``[0, "a", 1]``): scikit-learn calls them
+    "Unknown label type: unknown" without saying why."""
+    if isinstance(y, str) or y is None:
+        return
+    arr = y if isinstance(y, np.ndarray) else None
+    if arr is None:
+        try:
+            arr = np.asarray(y, dtype=object) if isinstance(y, list | tuple) else None
+        except (TypeError, ValueError):
+            return
+    if arr is None or arr.dtype != object:
+        return
+    kinds = {"str" if isinstance(v, str | bytes) else "number"
+             for v in arr.ravel()[:100_000]}
+    if len(kinds) > 1:
+        raise ValueError(f"{name} mixes numbers and strings as labels; use one type, e.g. "
+                         f"{name} = np.asarray({name}).astype(str).")
+
+
+def training_hint(exc: BaseException) -> str | None:
+    """A fix for an error torch raises while training, or None."""
+    if "Expected more than 1 value per channel when training" in str(exc):
+        return ("a training batch of one sample reached a BatchNorm layer (the last batch: "
+                "len(X) % batch_size == 1); pass iterator_train__drop_last=True or another "
+                "batch_size.")
+    return None

@@ -14,6 +14,7 @@ import warnings
 import torch
 from torch import nn
 
+from ._checks import check_bool, check_real
 from ._flat import (
     NORM_LAYERS,
     frozen,
@@ -77,7 +78,7 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
     >>> radius(lin)
     3.4641016151377544
     """
-    weights_only = _check_bool(weights_only, "weights_only")
+    weights_only = check_bool(weights_only, "weights_only")
     value = float(safe_norm(parameter_vector(module, weights_only).double()))
     if not math.isfinite(value):
         bad = nonfinite_parameters(module)
@@ -86,11 +87,13 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
     return value
 
 
-def _check_bool(value, name: str) -> bool:
-    """``value`` if it is a bool (numpy's too); a truthy string such as "no" is refused."""
-    from ._checks import check_bool
-
-    return check_bool(value, name)
+def _scale_(p: torch.Tensor, factor: float) -> None:
+    """``p *= factor`` with the product formed in float64 (a float32 ``factor`` of 1e-40
+    would itself be subnormal), then rounded once to ``p``'s dtype."""
+    if p.dtype == torch.float64 or not p.is_floating_point():
+        p.mul_(factor)
+    else:
+        p.copy_(p.double().mul_(factor))
 
 
 def _check_representable(tensors, factor: float, target: float) -> None:
@@ -109,81 +112,6 @@ def _check_representable(tensors, factor: float, target: float) -> None:
                 f"within [{info.tiny:.1e}, {info.max:.1e}]); convert the module to float64 "
                 "first (module.double(), or dtype='float64' for an estimator) or choose a "
                 "radius within that range."
-            )
-
-
-def _fans(weight: torch.Tensor) -> tuple[int, int]:
-    receptive = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
-    return weight.shape[1] * receptive, weight.shape[0] * receptive
-
-
-def _variance(scheme: str, fan_in: int, fan_out: int) -> float:
-    if scheme == "xavier":
-        return 2.0 / (fan_in + fan_out)
-    if scheme == "he":
-        return 2.0 / fan_in
-    if scheme == "lecun":
-        return 1.0 / fan_in
-    if scheme == "default":  # kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        return 1.0 / (3.0 * fan_in)
-    raise ValueError(f"reference must be one of {REFERENCES}, got {scheme!r}.")
-
-
-def radius(module: nn.Module, weights_only: bool = False) -> float:
-    """Euclidean norm of the trainable parameters of ``module``.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        Its parameters with ``requires_grad=True``, each once (a shared weight counts
-        once); frozen parameters and buffers are not part of the radius.
-    weights_only : bool, default=False
-        Measure only the tensors with two or more dimensions (weight matrices and kernels,
-        whatever their name): no biases, no normalization scales.
-
-    The norm is a scaled sum of squares in float64: exact for weights of any magnitude
-    the dtype holds (a plain ``norm`` reads 0 below about 1e-154 and inf above 1e154). A
-    parameter holding NaN or inf gives NaN or inf with a ``RuntimeWarning`` naming it.
-
-    Examples
-    --------
-    >>> lin = torch.nn.Linear(3, 4, bias=False)
-    >>> _ = torch.nn.init.ones_(lin.weight)
-    >>> radius(lin)
-    3.4641016151377544
-    """
-    weights_only = _check_bool(weights_only, "weights_only")
-    value = float(safe_norm(parameter_vector(module, weights_only).double()))
-    if not math.isfinite(value):
-        bad = nonfinite_parameters(module)
-        warnings.warn(f"radius is {value}: parameter(s) {', '.join(bad[:3])} hold NaN or "
-                      "infinite values.", RuntimeWarning, stacklevel=2)
-    return value
-
-
-def _check_bool(value, name: str) -> bool:
-    """``value`` if it is a bool (numpy's too); a truthy string such as "no" is refused."""
-    from ._checks import check_bool
-
-    return check_bool(value, name)
-
-
-def _check_representable(module, factor: float, target: float, weights_only: bool) -> None:
-    """Refuse a rescale whose result the parameters' dtype cannot hold: the scaled vector
-    is formed in that dtype (on a copy) and its radius must come out as ``target``."""
-    for dtype in {p.dtype for _, p in trainable_parameters(module, weights_only)}:
-        v = torch.cat([p.detach().reshape(-1) for _, p in
-                       trainable_parameters(module, weights_only) if p.dtype == dtype])
-        got = float(safe_norm((v.double() * factor).to(dtype).double()))
-        if not math.isfinite(got) or abs(got - target * float(safe_norm(v.double())) /
-                                         (target / factor)) > 1e-3 * target:
-            info = torch.finfo(dtype)
-            raise ValueError(
-                f"target radius {target:g} cannot be represented in {dtype}: the parameters "
-                f"would {'overflow' if not math.isfinite(got) or got > target else 'underflow'} "
-                f"(entries must stay within [{info.tiny:.1e}, {info.max:.1e}]); use "
-                "float64 (module.double(), dtype='float64') or a radius closer to the "
-                "current one."
             )
 
 
@@ -317,12 +245,10 @@ def rescale_(
     >>> round(radius(rescale_(net, 2.5)), 12)
     2.5
     """
-    from ._checks import check_real
-
-    target = check_real(target, "target")
+    target = check_real(target, "target", finite=False)
     if not math.isfinite(target) or target <= 0:
         raise ValueError(f"target radius must be finite and > 0, got {target}.")
-    weights_only = _check_bool(weights_only, "weights_only")
+    weights_only = check_bool(weights_only, "weights_only")
     bad = nonfinite_parameters(module)
     if bad:
         raise ValueError(f"cannot rescale a module with NaN or infinite parameters "
@@ -336,7 +262,7 @@ def rescale_(
         _check_representable([p for _, p in trainable_parameters(module, weights_only)],
                              factor, target)
         for _, p in trainable_parameters(module, weights_only):
-            p.mul_(factor)
+            _scale_(p, factor)
     elif mode == "per_layer":
         refs = layer_reference_radii(module, reference)
         # reference_radius(module), from the radii at hand: normalization scales included
@@ -353,9 +279,9 @@ def rescale_(
                 raise ValueError(f"layer {name!r} has radius 0; initialize it before rescaling.")
             factors.append((params, target * ref / total / current))
             _check_representable(params, factors[-1][1], target)
-        for params, factor in factors:  # only once every layer is known to fit the dtype
+        for params, factor in factors:  # only once every layer is known to fit its dtype
             for p in params:
-                p.mul_(factor)
+                _scale_(p, factor)
     else:
         raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
     return module
