@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import json
 import math
 import os
@@ -14,6 +13,16 @@ import sys
 from pathlib import Path
 
 from .._names import dataset_key
+from ._results import (
+    CLIError,
+    append_rows,
+    check_output_path,
+    check_path,
+    read_config,
+    read_written_rows,
+    remove_rows,
+    write_rows,
+)
 
 __all__ = [
     "CLIError",
@@ -22,6 +31,12 @@ __all__ = [
     "environment",
     "write_json",
     "append_rows",
+    "write_rows",
+    "check_path",
+    "check_output_path",
+    "remove_rows",
+    "read_config",
+    "read_written_rows",
     "load_data",
     "parse_floats",
     "parse_ints",
@@ -32,10 +47,6 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -88,6 +99,8 @@ def check_common_arguments(args) -> None:
     check_device(args.device)
     if args.max_samples is not None and args.max_samples < 1:
         raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
+    if getattr(args, "out", None):
+        check_output_path(args.out)
 
 
 def add_common_arguments(p, out_default: str) -> None:
@@ -165,7 +178,11 @@ def prepare_output(out: str, force: bool, resume: bool) -> Path:
                 f"--out {out} already exists; pass --resume to continue it or --force to "
                 "overwrite it"
             )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a "
+                       "writable folder") from None
     return path
 
 
@@ -212,42 +229,6 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(_strict(obj), indent=2, default=str, allow_nan=False))
     os.replace(tmp, path)
-
-
-def append_rows(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
-    """Append rows to a CSV in one write, flushed to disk (a header if the file is new)."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows, columns=columns)
-    new = not path.exists() or path.stat().st_size == 0
-    text = df.to_csv(index=False, header=new)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def read_written_rows(path: Path):
-    """The rows of a results CSV that were written whole, as a DataFrame (empty if none).
-
-    Dropped: a last line cut short by a killed write, and any line whose number of fields
-    is not the header's (a line cut short and then ended by an editor, stray text).
-    """
-    import csv
-
-    import pandas as pd
-
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    text = path.read_text(encoding="utf-8")
-    if not text.endswith("\n"):  # a partial last line from a killed write
-        text = text[: text.rfind("\n") + 1]
-    lines = text.splitlines(keepends=True)
-    if len(lines) < 2:
-        return pd.DataFrame()
-    width = len(next(csv.reader(lines[:1])))
-    whole = [line for line in lines[1:] if len(next(csv.reader([line]), [])) == width]
-    return pd.read_csv(io.StringIO(lines[0] + "".join(whole))) if whole else pd.DataFrame()
 
 
 def load_data(args):
