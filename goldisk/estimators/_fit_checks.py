@@ -61,4 +61,4 @@ def training_hints():
         hint = training_hint(exc)
         if hint is None:
             raise
-        raise ValueError(f"{exc}: {hint}") from exc
+        raise ValueError(f"{exc}: {hint}") from None
