@@ -305,3 +305,37 @@ def test_hypersphere_radius_exact_at_extreme_float64_scales(scale):
         sub.theta.fill_(0.3 * scale)
     assert math.isclose(float(sub.r0), ref, rel_tol=1e-13)
     assert math.isclose(sub.radius(), ref, rel_tol=1e-13)
+
+
+def test_c12_radius_sweep_on_a_users_matrix():
+    """radius_sweep(projection=M): every init direction's subspace is M's first
+    max(dims) columns; the rows' trace equals tr(M_k^T H M_k) by subspace_hessian."""
+    import numpy as np
+
+    from goldisk import subspace_hessian
+    from goldisk.models import init_weights_
+    from goldisk.sweep import radius_sweep
+
+    torch.manual_seed(0)
+    net = MLP(6, (7,), 3).double()
+    M = np.random.default_rng(2).normal(size=(73, 5))
+    X = torch.randn(15, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(15) % 3
+    df = radius_sweep(net, X, y, radii=[1.0], dims=(2, 3), n_subspaces=1, projection=M,
+                      progress=False, random_state=0)
+    assert (df["projection"] == "matrix").all() and len(df) == 2
+    # the same point by hand: the sweep's seed for subspace 0, its init, at r = r_ref
+    from goldisk import reference_radius
+    from goldisk._rng import check_random_state
+
+    seeds = check_random_state(0).integers(0, 2**62, size=(1, 2))
+    ref = copy.deepcopy(net)
+    init_weights_(ref, "xavier", generator=torch.Generator().manual_seed(int(seeds[0, 0])))
+    w0 = parameter_vector(ref)
+    point = w0 * reference_radius(net, "xavier") / float(w0.norm())
+    H = subspace_hessian(ref, X, y, M[:, :3], point=point).H
+    for k in (2, 3):
+        got = float(df.loc[df["dim"] == k, "trace"].iloc[0])
+        assert math.isclose(got, float(torch.trace(H[:k, :k])), rel_tol=1e-10)
+    with pytest.raises(ValueError, match=r"dims must be integers in \[1, D=5\]"):
+        radius_sweep(net, X, y, radii=[1.0], dims=(6,), projection=M, progress=False)
