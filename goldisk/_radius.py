@@ -306,7 +306,7 @@ class SoftmaxTemperature(nn.Module):
 
     def __init__(self, module: nn.Module, temperature: float = 1.0):
         super().__init__()
-        temperature = float(temperature)
+        temperature = check_real(temperature, "temperature", finite=False)  # (not "2")
         if not math.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be finite and > 0, got {temperature}.")
         self.module = module

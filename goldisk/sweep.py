@@ -22,6 +22,7 @@ from joblib import Parallel, delayed
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checks import check_bool
 from ._flat import ParamLayout, parameter_vector
 from ._radius import REFERENCES, reference_radius
 from ._rng import check_random_state
@@ -173,8 +174,10 @@ default="dense"
     """
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
-    if int(n_subspaces) < 1:
-        raise ValueError(f"n_subspaces must be >= 1, got {n_subspaces}.")
+    if isinstance(n_subspaces, bool | str) or int(n_subspaces) != n_subspaces \
+            or int(n_subspaces) < 1:
+        raise ValueError(f"n_subspaces must be an int >= 1, got {n_subspaces!r}.")
+    progress = check_bool(progress, "progress")
     layout = ParamLayout(model)
     matrix = None
     if not isinstance(projection, str):  # the user's own D x d matrix

@@ -767,6 +767,21 @@ CASES = [
          r"BatchNorm.*iterator_train__drop_last=True"),
     case("i17-c17-regressor-y-inf", lambda: reg().fit(X, np.r_[np.inf, np.zeros(23)]),
          ValueError, r"Input y contains infinity.*infinite values of y\."),
+    case("i17-SoftmaxTemperature-string", lambda: SoftmaxTemperature(net(), "2"), TypeError,
+         r"temperature must be a real number, got '2'"),
+    case("i17-subspace_hessian-point-nan", lambda: subspace_hessian(
+        net(), X, Y, proj(), point=torch.full((D,), float("nan"))), ValueError,
+         r"point contains NaN or infinite values"),
+    case("i17-warm_start-truthy-string", lambda: clf(warm_start="no").fit(X, Y), TypeError,
+         r"warm_start must be True or False, got 'no'"),
+    case("i17-sweep-progress-truthy-string", lambda: sweep(progress="no"), TypeError,
+         r"progress must be True or False"),
+    case("i17-sweep-n_subspaces-string", lambda: sweep(n_subspaces="2"), ValueError,
+         r"n_subspaces must be an int >= 1, got '2'"),
+    case("i17-radius-weights_only-string", lambda: radius(net(), weights_only="yes"),
+         TypeError, r"weights_only must be True or False"),
+    case("i17-rescale-target-string", lambda: rescale_(net(), "2"), TypeError,
+         r"target must be a real number, got '2'"),
 ]
 
 

@@ -252,6 +252,9 @@ def subspace_hessian(
     device = model_device(model, device)
     if projection is not None:  # a D x d matrix of the user's: a DenseProjection of it
         projection = as_projection(projection, ParamLayout(model).D, "projection")
+    if point is not None and not bool(torch.isfinite(torch.as_tensor(point)).all()):
+        raise ValueError("point contains NaN or infinite values; pass a finite parameter "
+                         "vector (or point=None for the model's own parameters).")
     if nonfinite_parameters(model):
         warnings.warn(f"{nonfinite_cause(model)}: the Hessian is NaN.", RuntimeWarning,
                       stacklevel=2)

@@ -8,10 +8,11 @@ import copy
 
 import torch
 
-from .._checks import training_hint
+from .._checks import check_bool, check_real, training_hint
 from .._rng import torch_generator
 
-__all__ = ["_apply_scaler", "check_trainable", "check_output_type", "training_hints"]
+__all__ = ["_apply_scaler", "check_net_params", "check_trainable", "check_output_type",
+           "training_hints"]
 
 
 def _apply_scaler(scaler, module, dtype, seed):
@@ -33,6 +34,14 @@ def _apply_scaler(scaler, module, dtype, seed):
     except ValueError as exc:
         raise ValueError(f"init_scaler__radius={scaler.radius!r}: {exc}") from None
 
+
+
+def check_net_params(net) -> None:
+    """Type checks of skorch's own parameters that skorch leaves to Python's truthiness
+    (``warm_start="no"`` would be true) or to torch (``lr="0.1"``: Adam's TypeError)."""
+    check_bool(net.warm_start, "warm_start")
+    if net.lr is not None and not (isinstance(net.lr, str) and net.lr == "auto"):
+        check_real(net.lr, "lr", positive=True)
 
 
 def check_trainable(module, max_epochs) -> None:

@@ -16,12 +16,12 @@ from sklearn.utils.validation import validate_data
 from skorch import NeuralNet
 from torch import nn
 
-from .._checks import check_real, check_uniform_labels, native_array
+from .._checks import check_uniform_labels, native_array
 from .._flat import ParamLayout
 from .._rng import check_random_state, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_device
-from ._fit_checks import _apply_scaler, check_output_type, check_trainable, training_hints
+from . import _fit_checks as fc
 from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._subspace_projector import SubspaceProjector
 
@@ -95,8 +95,7 @@ class _GoldilocksNet:
         if isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0:
             raise ValueError(f"max_epochs must be an int >= 0 (0: initialize only), got {e!r}.")
         check_dtype(self.dtype)
-        if self.lr is not None and not (isinstance(self.lr, str) and self.lr == "auto"):
-            check_real(self.lr, "lr", positive=True)  # (not "0.1": Adam's own TypeError)
+        fc.check_net_params(self)  # lr, warm_start by type (not "0.1", not "no")
         if self.device is not None:
             check_device(self.device)
         for name, cls in _NESTED.items():
@@ -247,7 +246,7 @@ class _GoldilocksNet:
             )
         dtype = DTYPES[check_dtype(self.dtype)]
         if self.init_scaler is not None:
-            module = _apply_scaler(self.init_scaler, module, dtype, seeds["init"])
+            module = fc._apply_scaler(self.init_scaler, module, dtype, seeds["init"])
         module = module.to(dtype)
         if self.subspace is not None:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
@@ -354,7 +353,7 @@ class _GoldilocksNet:
         return self._train(X, y, _routing_method="fit", **fit_params)
 
     def _train(self, X, y, **fit_params):
-        with training_hints():
+        with fc.training_hints():
             return NeuralNet.partial_fit(self, X, y, **fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
@@ -377,7 +376,7 @@ class _GoldilocksNet:
         outputs that does not match ``y``, becomes a ``ValueError`` naming ``module__*``
         instead of a shape error from inside torch. Eval mode, modes restored."""
         module = self.module_
-        check_trainable(module, self.max_epochs)
+        fc.check_trainable(module, self.max_epochs)
         modes = [(m, m.training) for m in module.modules()]
         module.eval()
         try:
@@ -393,7 +392,7 @@ class _GoldilocksNet:
                 m.training = mode
         expected = self._n_outputs()
         standard = isinstance(self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss | nn.MSELoss)
-        check_output_type(out, self.criterion_, standard)
+        fc.check_output_type(out, self.criterion_, standard)
         if not torch.is_tensor(out) or expected is None or not standard:
             return
         got = int(math.prod(out.shape[1:]))
