@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 __all__ = ["NORM_LAYERS", "ParamLayout", "frozen", "parameter_vector", "tensor_sources",
-           "trainable_parameters"]
+           "trainable_parameters", "safe_norm", "nonfinite_parameters"]
 
 
 #: Normalization layers: their affine scale starts at 1 and their shift at 0.
@@ -134,3 +134,26 @@ def parameter_vector(module: nn.Module, weights_only: bool = False) -> torch.Ten
             "unfreeze it with p.requires_grad_(True)."
         )
     return torch.cat(parts)
+
+
+def safe_norm(w: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+    """``||w||_2`` over ``dim``, free of overflow and underflow in every dtype.
+
+    ``w`` is divided by its largest entry before squaring (a constant of the derivative,
+    so the gradient is still ``w / ||w||``): the plain sum of squares underflows for tiny
+    vectors (float64 weights x 1e-200 read 0.0, float32 ``1e-22 r_ref`` 15% short) and
+    overflows for huge ones (x 1e160 read inf). A plain sum rather than ``vector_norm``:
+    in float32 on the CPU the latter was 2.6e-4 off at D = 11M, the sum 2.8e-8. An
+    all-zero vector has norm 0; a NaN entry gives NaN, an infinite one inf.
+    """
+    m = w.detach().abs().amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).clamp_min(
+        torch.finfo(w.dtype).tiny)
+    n = m * (w / m).square().sum(dim=dim, keepdim=True).sqrt()
+    return n if keepdim else n.squeeze(dim)
+
+
+def nonfinite_parameters(module: nn.Module) -> list[str]:
+    """Names of the parameters of ``module`` (trainable or not) holding NaN or inf."""
+    return [name for name, p in module.named_parameters()
+            if p.is_floating_point() and not bool(torch.isfinite(p.detach()).all())]

@@ -9,11 +9,21 @@ layer shapes alone, and moves a network to a target radius.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
-from ._flat import NORM_LAYERS, frozen, parameter_vector, tensor_sources, trainable_parameters
+from ._checks import check_bool, check_real
+from ._flat import (
+    NORM_LAYERS,
+    frozen,
+    nonfinite_parameters,
+    parameter_vector,
+    safe_norm,
+    tensor_sources,
+    trainable_parameters,
+)
 from ._names import REFERENCES
 
 __all__ = [
@@ -58,6 +68,10 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
         Measure only the tensors with two or more dimensions (weight matrices and kernels,
         whatever their name): no biases, no normalization scales.
 
+    The norm is a scaled sum of squares in float64: exact for weights of any magnitude
+    the dtype holds (a plain ``norm`` reads 0 below about 1e-154 and inf above 1e154). A
+    parameter holding NaN or inf gives NaN or inf with a ``RuntimeWarning`` naming it.
+
     Examples
     --------
     >>> lin = torch.nn.Linear(3, 4, bias=False)
@@ -65,7 +79,41 @@ def radius(module: nn.Module, weights_only: bool = False) -> float:
     >>> radius(lin)
     3.4641016151377544
     """
-    return float(parameter_vector(module, weights_only).double().norm())
+    weights_only = check_bool(weights_only, "weights_only")
+    value = float(safe_norm(parameter_vector(module, weights_only).double()))
+    if not math.isfinite(value):
+        bad = nonfinite_parameters(module)
+        warnings.warn(f"radius is {value}: parameter(s) {', '.join(bad[:3])} hold NaN or "
+                      "infinite values.", RuntimeWarning, stacklevel=2)
+    return value
+
+
+def _scale_(p: torch.Tensor, factor: float) -> None:
+    """``p *= factor`` with the product formed in float64 (a float32 ``factor`` of 1e-40
+    would itself be subnormal), then rounded once to ``p``'s dtype."""
+    if p.dtype == torch.float64 or not p.is_floating_point():
+        p.mul_(factor)
+    else:
+        p.copy_(p.double().mul_(factor))
+
+
+def _check_representable(tensors, factor: float, target: float) -> None:
+    """Refuse a rescale by ``factor`` whose result the tensors' dtype cannot hold: the
+    scaled vector is formed in that dtype (on a copy) and its norm must come out as the
+    exact one to 1e-3 (a float32 module sent to 1e39 would read inf, to 1e-46 read 0)."""
+    for dtype in {t.dtype for t in tensors}:
+        v = torch.cat([t.detach().reshape(-1) for t in tensors if t.dtype == dtype]).double()
+        want = factor * float(safe_norm(v))
+        got = float(safe_norm((v * factor).to(dtype).double()))
+        if want > 0 and not (math.isfinite(got) and abs(got - want) <= 1e-3 * want):
+            info = torch.finfo(dtype)
+            raise ValueError(
+                f"target radius {target:g} cannot be represented in {dtype}: the parameters "
+                f"would {'overflow' if not got < want else 'underflow'} (entries must stay "
+                f"within [{info.tiny:.1e}, {info.max:.1e}]); convert the module to float64 "
+                "first (module.double(), or dtype='float64' for an estimator) or choose a "
+                "radius within that range."
+            )
 
 
 def layer_reference_radii(module: nn.Module, reference: str = "xavier") -> dict[str, float]:
@@ -182,7 +230,11 @@ def rescale_(
         For ``mode="global"``: measure and scale only the tensors with two or more
         dimensions (weights), leaving biases and normalization parameters as is.
 
-    Frozen parameters (``requires_grad=False``) are never scaled.
+    Frozen parameters (``requires_grad=False``) are never scaled. The scaling happens in
+    the parameters' own dtype: convert the module first (``module.double()``) to reach
+    radii that float32 cannot hold. A target whose scaled parameters would overflow or
+    underflow that dtype (e.g. 1e39, or 1e-46, in float32) is refused with a
+    ``ValueError``, as is a module with NaN or infinite parameters.
 
     Returns
     -------
@@ -194,31 +246,43 @@ def rescale_(
     >>> round(radius(rescale_(net, 2.5)), 12)
     2.5
     """
-    target = float(target)
+    target = check_real(target, "target", finite=False)
     if not math.isfinite(target) or target <= 0:
         raise ValueError(f"target radius must be finite and > 0, got {target}.")
+    weights_only = check_bool(weights_only, "weights_only")
+    bad = nonfinite_parameters(module)
+    if bad:
+        raise ValueError(f"cannot rescale a module with NaN or infinite parameters "
+                         f"({', '.join(bad[:3])}); its radius is undefined. Re-initialize "
+                         "it (e.g. goldisk.models.init_weights_).")
     if mode == "global":
         current = radius(module, weights_only)
         if current == 0:
             raise ValueError("cannot rescale a module whose radius is 0; initialize it first.")
         factor = target / current
+        _check_representable([p for _, p in trainable_parameters(module, weights_only)],
+                             factor, target)
         for _, p in trainable_parameters(module, weights_only):
-            p.mul_(factor)
+            _scale_(p, factor)
     elif mode == "per_layer":
         refs = layer_reference_radii(module, reference)
         # reference_radius(module), from the radii at hand: normalization scales included
         total = math.sqrt(sum(r * r for r in refs.values()) + _norm_scales(module))
         layers = dict(module.named_modules())
-        seen = set()  # a parameter shared by two layers is scaled once, with the first
+        seen, factors = set(), []  # a shared parameter is scaled once, with the first layer
         for name, ref in refs.items():
             params = [p for p in layers[name].parameters()  # (a parametrization's too)
                       if p.requires_grad and id(p) not in seen]
             seen.update(id(p) for p in params)
-            current = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))
+            current = float(safe_norm(torch.cat([p.detach().double().reshape(-1)
+                                                 for p in params]))) if params else 0.0
             if current == 0:
                 raise ValueError(f"layer {name!r} has radius 0; initialize it before rescaling.")
+            factors.append((params, target * ref / total / current))
+            _check_representable(params, factors[-1][1], target)
+        for params, factor in factors:  # only once every layer is known to fit its dtype
             for p in params:
-                p.mul_(target * ref / total / current)
+                _scale_(p, factor)
     else:
         raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
     return module
@@ -243,7 +307,7 @@ class SoftmaxTemperature(nn.Module):
 
     def __init__(self, module: nn.Module, temperature: float = 1.0):
         super().__init__()
-        temperature = float(temperature)
+        temperature = check_real(temperature, "temperature", finite=False)  # (not "2")
         if not math.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be finite and > 0, got {temperature}.")
         self.module = module

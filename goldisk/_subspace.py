@@ -7,26 +7,28 @@ import copy
 import torch
 from torch import nn
 
-from ._flat import ParamLayout, parameter_vector
+from ._checks import check_bool
+from ._flat import ParamLayout, nonfinite_parameters, parameter_vector, safe_norm
 from ._names import SUBSPACE_KINDS as KINDS
+from .projections import Projection, as_projection
 
 __all__ = ["SubspaceModule"]
 
 
 
-def _norm(w: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
-    """``||w||`` over the last axis. Below float64, ``w`` is first divided by its largest
-    entry (a constant of the derivative, so the gradient is still ``w / ||w||``): the
-    squares of a tiny init underflow in float32 (``||w0|| = 1e-22 r_ref`` came out 15%
-    short, ``1e-30 r_ref`` as 0) and those of a huge one overflow. Cheaper than summing in
-    float64, whose casts doubled the cost of a float32 hypersphere's normalization."""
-    if w.dtype == torch.float64:
+def _norm(w: torch.Tensor, keepdim: bool = False, moderate: bool = False) -> torch.Tensor:
+    """``||w||`` over the last axis, a scaled sum of squares (see
+    :func:`goldisk._flat.safe_norm`): float64 weights x 1e-200 no longer read 0, nor
+    x 1e160 inf. ``moderate``: the caller knows ``||w||`` lies well inside float64's
+    range, where the plain ``vector_norm`` (3x cheaper with its backward at D = 2e5) is
+    exact."""
+    if moderate and w.dtype == torch.float64:
         return torch.linalg.vector_norm(w, dim=-1, keepdim=keepdim)
-    m = w.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    # (a sum of squares, not vector_norm: in float32 on the CPU the latter was 2.6e-4 off at
-    # D = 11M, the plain sum 2.8e-8)
-    n = m * (w / m).square().sum(dim=-1, keepdim=True).sqrt()
-    return n if keepdim else n.squeeze(-1)
+    return safe_norm(w, dim=-1, keepdim=keepdim)
+
+
+#: radii between these take float64's plain norm (its squares neither under- nor overflow)
+_MODERATE = (1e-100, 1e100)
 
 
 class SubspaceModule(nn.Module):
@@ -57,8 +59,10 @@ class SubspaceModule(nn.Module):
     ----------
     module : torch.nn.Module
         Returns logits. Its current parameters are ``w0``.
-    projection : goldisk.projections.Projection
-        Maps R^d to R^D, with ``D`` the number of trainable parameters of ``module``.
+    projection : goldisk.projections.Projection, or a D x d tensor or array
+        Maps R^d to R^D, with ``D`` the number of trainable parameters of ``module``. A
+        matrix is used as it is (a :class:`~goldisk.projections.MatrixProjection`: its
+        columns are not normalized), so that a subspace of other code can be reproduced.
     kind : {"hyperplane", "hypersphere"}
     share_projection : bool, default=False
         Use ``projection`` itself rather than a copy. Saves memory for a large dense
@@ -79,8 +83,11 @@ class SubspaceModule(nn.Module):
     def __init__(self, module: nn.Module, projection: nn.Module, kind: str = "hyperplane",
                  share_projection: bool = False):
         super().__init__()
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+        share_projection = check_bool(share_projection, "share_projection")
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
         base = copy.deepcopy(module)
         self.layout = ParamLayout(base)
         if self.layout.D == 0:
@@ -88,6 +95,12 @@ class SubspaceModule(nn.Module):
                 True for _ in base.parameters()) else "no parameters"
             raise ValueError(f"module has {what}; a subspace of nothing cannot be trained.")
         w0 = parameter_vector(base).clone()
+        if not bool(torch.isfinite(w0).all()):
+            raise ValueError(f"module has NaN or infinite parameters "
+                             f"({', '.join(nonfinite_parameters(base)[:3])}); a subspace "
+                             "through them is undefined: re-initialize the module.")
+        if not isinstance(projection, Projection):  # the user's own D x d matrix
+            projection, share_projection = as_projection(projection, self.layout.D), True
         if projection.D != self.layout.D:
             raise ValueError(
                 f"projection maps to D={projection.D} but the module has D={self.layout.D} "
@@ -139,6 +152,7 @@ class SubspaceModule(nn.Module):
         self.projection = projection
         self.register_buffer("w0", w0)
         self.register_buffer("r0", _norm(w0))  # (scaled: see _norm)
+        self._moderate = _MODERATE[0] < float(self.r0) < _MODERATE[1]
         if kind == "hypersphere" and float(self.r0) == 0.0:
             raise ValueError("a hypersphere through w0 = 0 has radius 0; initialize the module.")
         self.theta = nn.Parameter(torch.zeros(projection.d, dtype=w0.dtype, device=w0.device))
@@ -174,7 +188,7 @@ class SubspaceModule(nn.Module):
         theta = self.theta if theta is None else theta
         w = self.w0 + self.projection(theta)
         if self.kind == "hypersphere":  # each point of a batch of thetas on the sphere
-            w = w * (self.r0 / _norm(w, keepdim=True))
+            w = w * (self.r0 / _norm(w, True, getattr(self, "_moderate", False)))
         return w
 
     def _apply(self, fn, recurse=True):

@@ -19,9 +19,12 @@ from torch.nn.utils.parametrizations import _SpectralNorm, _WeightNorm
 from torch.nn.utils.spectral_norm import SpectralNorm as _SpectralNormHook
 from torch.nn.utils.weight_norm import WeightNorm as _WeightNormHook
 
+from ._checks import check_bool, check_real, native_array
+
 __all__ = ["check_data", "check_device", "check_model", "check_outputs", "model_device",
            "check_positive_int", "check_float_dtype", "check_scales", "deterministic",
-           "mode_dependent", "second_order", "TRANSFORMS_LOCK"]
+           "mode_dependent", "second_order", "TRANSFORMS_LOCK", "check_bool", "check_real",
+           "native_array"]
 
 #: The precisions the engine computes in.
 FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -129,7 +132,7 @@ def _as_array(value, name: str):
         value = value.to_numpy()
         if not value.flags.writeable:  # copy-on-write views; torch warns on read-only data
             value = value.copy()
-    arr = np.asarray(value)
+    arr = native_array(np.asarray(value))  # negative strides, foreign byte order
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
                                    or arr.dtype == np.bool_):
         raise TypeError(

@@ -22,13 +22,14 @@ from joblib import Parallel, delayed
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checks import check_bool
 from ._flat import ParamLayout, parameter_vector
 from ._radius import REFERENCES, reference_radius
 from ._rng import MAX_SEED, check_random_state
 from ._validation import TRANSFORMS_LOCK, is_int
 from .curvature import batch_statistics, model_state, subspace_hessian, warn_statistics
 from .models import init_weights_
-from .projections import KINDS, make_projection
+from .projections import KINDS, as_projection, make_projection
 
 #: Projection kinds a sweep draws its subspaces from (``make_projection``'s kinds but
 #: ``identity``, which has no random subspace).
@@ -124,7 +125,12 @@ def radius_sweep(
         Random (init direction, subspace) pairs per radius.
     reference : {"xavier", "he", "lecun", "default"}, default="xavier"
         Initialization scheme of the directions and of ``r_ref``.
-    projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}, default="dense"
+    projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"} or a D x d matrix, \
+default="dense"
+        A kind draws a projection per subspace; a ``D x d`` tensor or array (the user's
+        own, columns used as they are: :func:`goldisk.projections.as_projection`) is the
+        one subspace of every init direction, its first ``max(dims)`` columns used
+        (``dims <= d``); rows then say ``projection="matrix"``.
     kind : {"hyperplane", "hypersphere"}, default="hyperplane"
     loss : {"cross_entropy", "mse"}, default="cross_entropy"
     gauss_newton : bool, default=True
@@ -167,13 +173,19 @@ def radius_sweep(
     """
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
-    if int(n_subspaces) < 1:
-        raise ValueError(f"n_subspaces must be >= 1, got {n_subspaces}.")
-    if projection not in SWEEP_PROJECTIONS:
+    if isinstance(n_subspaces, bool | str) or int(n_subspaces) != n_subspaces \
+            or int(n_subspaces) < 1:
+        raise ValueError(f"n_subspaces must be an int >= 1, got {n_subspaces!r}.")
+    progress = check_bool(progress, "progress")
+    layout = ParamLayout(model)
+    matrix = None
+    if not isinstance(projection, str):  # the user's own D x d matrix
+        matrix = as_projection(projection, layout.D, "projection")
+        projection = "matrix"
+    elif projection not in SWEEP_PROJECTIONS:
         raise ValueError(f"projection must be one of {SWEEP_PROJECTIONS}, got {projection!r}.")
     radii = _check_ratios(radii)
-    layout = ParamLayout(model)
-    dims = _check_dims(dims, layout.D)
+    dims = _check_dims(dims, layout.D if matrix is None else matrix.d)
     for name, value in (("max_samples", max_samples), ("radius_batch", radius_batch),
                         ("batch_size", batch_size)):
         if value is not None and (not is_int(value) or value < 1):
@@ -185,6 +197,7 @@ def radius_sweep(
         X, y = X[:max_samples], y[:max_samples]
     cfg = {"model_key": _Key.of(model),
            "dims": dims, "reference": reference, "projection": projection, "kind": kind,
+           "matrix": matrix,
            "loss": loss, "gauss_newton": gauss_newton, "batch_size": batch_size,
            "dtype": dtype, "device": str(device) if device is not None else "cpu",
            "r_ref": reference_radius(model, reference)}
@@ -231,13 +244,16 @@ def _results_as_they_come(jobs, n_jobs):
 
 
 @lru_cache(maxsize=4)
-def _subspace_origin(model_key, seeds, reference, projection, d, dtype, device):
+def _subspace_origin(model_key, seeds, reference, projection, d, dtype, device, matrix=None):
     """Init direction ``w0`` and projection ``P`` of one subspace index (cached per process)."""
     model = model_key.model
     net = copy.deepcopy(model).to(device=device, dtype=dtype)
     init_weights_(net, reference, generator=torch.Generator().manual_seed(seeds[0]))
-    P = make_projection(projection, ParamLayout(net).D, d, random_state=seeds[1], dtype=dtype,
-                        device=device)
+    if matrix is not None:  # the user's: its first d columns
+        P = as_projection(matrix.weight[:, :d]).to(device=device, dtype=dtype)
+    else:
+        P = make_projection(projection, ParamLayout(net).D, d, random_state=seeds[1],
+                            dtype=dtype, device=device)
     return net, parameter_vector(net), P
 
 
@@ -277,7 +293,8 @@ def _sweep_task(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
 def _sweep_task_locked(model, X, y, s, indices, ratios, seeds, cfg) -> list[dict]:
     dtype, device = cfg["dtype"], torch.device(cfg["device"])
     net, w0, P = _subspace_origin(_Key(model, cfg["model_key"]), seeds, cfg["reference"],
-                                  cfg["projection"], cfg["dims"][-1], dtype, device)
+                                  cfg["projection"], cfg["dims"][-1], dtype, device,
+                                  cfg.get("matrix"))
     scales = [ratio * cfg["r_ref"] / float(w0.norm()) for ratio in ratios]
     res = subspace_hessian(net, X, y, P, point=w0, scales=scales, kind=cfg["kind"],
                            loss=cfg["loss"], gauss_newton=cfg["gauss_newton"],

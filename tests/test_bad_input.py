@@ -110,6 +110,73 @@ def sweep(model=None, X_=X, y_=Y, **kw):
     return radius_sweep(net() if model is None else model, X_, y_, **params)
 
 
+# ---------------------------------------------------------------- issue 17 helpers
+X_REV = X[::-1]          # negative row stride
+X_COLREV = X[:, ::-1]    # negative column stride
+Y_REV = Y[::-1]
+
+
+def _same_fit(Xa, Xb):
+    """fit + predict_proba on a negative-stride X equal those on its contiguous copy."""
+    a = clf().fit(Xa, Y_REV).predict_proba(Xa)
+    b = clf().fit(np.ascontiguousarray(Xb), Y_REV).predict_proba(np.ascontiguousarray(Xb))
+    return np.array_equal(a, b)
+
+
+class _TupleNet(nn.Module):
+    def __init__(self, in_features=4, out_features=3):
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        return self.lin(x), x.sum()
+
+
+class _Frozen(nn.Module):
+    def __init__(self, in_features=4, out_features=3):
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features).requires_grad_(False)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class _BNNet(nn.Module):
+    def __init__(self, in_features=4, out_features=3):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(in_features, 5), nn.BatchNorm1d(5)
+        self.out = nn.Linear(5, out_features)
+
+    def forward(self, x):
+        return self.out(self.bn(self.lin(x)))
+
+
+def _sparse_hessian():
+    return subspace_hessian(net(), sp.csr_matrix(X), Y, proj())
+
+
+def _probe_reversed():
+    a = CurvatureProbe(dim=2, n_subspaces=1, random_state=0).measure(fitted(), X_REV, Y_REV)
+    b = CurvatureProbe(dim=2, n_subspaces=1, random_state=0).measure(
+        fitted(), np.ascontiguousarray(X_REV), Y_REV.copy())
+    return a.equals(b)
+
+
+def _hessian_reversed():
+    a = subspace_hessian(net(), X_COLREV, Y, proj()).H
+    b = subspace_hessian(net(), np.ascontiguousarray(X_COLREV), Y, proj()).H
+    return torch.equal(a, b)
+
+
+def _a_file_above(out):
+    (out.parent / "afile").write_text("not a folder")
+
+
+def _corrupt_config(out):
+    out.mkdir()
+    (out / "config.json").write_text('{"dims": [2], ')
+
+
 # ---------------------------------------------------------------- the table
 OK = "ok"  # the input must be accepted
 
@@ -651,6 +718,70 @@ CASES = [
     case("cli-resume-other-settings", Cli(["--resume"], setup=_other_settings,
                                           keep=("config.json",)), 2,
          r"--resume with different settings \(dims"),
+    # ------------------------------------------------------------ issue 17 (cases 7-17)
+    case("i17-c07-fit-predict-negative-row-stride", lambda: _same_fit(X_REV, X_REV), OK,
+         check=bool),
+    case("i17-c07-fit-predict-negative-column-stride",
+         lambda: _same_fit(X_COLREV[::-1], X_COLREV[::-1]), OK, check=bool),
+    case("i17-c07-fit-big-endian", lambda: clf().fit(X.astype(">f4"), Y).predict(
+        X.astype(">f8")), OK, check=lambda p: p.shape == (24,)),
+    case("i17-c07-probe-negative-stride", _probe_reversed, OK, check=bool),
+    case("i17-c07-subspace_hessian-negative-stride", _hessian_reversed, OK, check=bool),
+    case("i17-c08-fit-module-returns-a-tuple", lambda: GoldilocksClassifier(
+        _TupleNet, max_epochs=1).fit(X, Y), ValueError,
+         r"module returns a tuple, not one tensor.*out\[0\] of \(logits, aux\)"),
+    case("i17-c09-fit-every-parameter-frozen", lambda: GoldilocksClassifier(
+        _Frozen, max_epochs=1).fit(X, Y), ValueError,
+         r"every parameter of the module is frozen.*requires_grad_\(True\).*max_epochs=0"),
+    case("i17-c10-lr-a-string", lambda: clf(lr="0.1").fit(X, Y), TypeError,
+         r"lr must be a real number, got '0.1'.*pass lr=0.1"),
+    case("i17-c10-lr-a-bool", lambda: clf(lr=True).fit(X, Y), TypeError, r"lr must be a real"),
+    case("i17-c10-lr-zero", lambda: clf(lr=0.0).fit(X, Y), ValueError, r"lr must be > 0"),
+    case("i17-c11-subspace_hessian-sparse-X", _sparse_hessian, TypeError,
+         r"X is a scipy sparse matrix.*X.toarray\(\)"),
+    case("i17-c12-subspace_hessian-matrix-wrong-D", lambda: subspace_hessian(
+        net(), X, Y, np.ones((D + 1, 2))), ValueError, r"projection has shape \(44, 2\)"),
+    case("i17-c12-SubspaceModule-ndarray", lambda: SubspaceModule(net(), np.eye(D)[:, :3]),
+         OK, check=lambda m: m.d == 3),
+    case("i17-c13-selector-given-the-class", lambda: GoldilocksSelector(
+        GoldilocksClassifier).fit(X, Y), TypeError,
+         r"estimator must be an instance, got the class GoldilocksClassifier"),
+    case("i17-c14-make_projection-device-gpu", lambda: make_projection(
+        "dense", 10, 2, device="gpu"), ValueError, r"device must be a torch device.*'gpu'"),
+    case("i17-c15-hessian_statistics-0x0", lambda: hessian_statistics(np.zeros((0, 0))),
+         ValueError, r"H is empty \(0 x 0\)"),
+    case("i17-c16-out-below-a-file", Cli(["--out", "{tmp}/afile/run"], setup=_a_file_above),
+         2, r"--out .*afile/run lies below .*afile, which is a file"),
+    case("i17-c16-out-in-proc", Cli(["--out", "/proc/goldisk-x/run"]), 2,
+         r"--out /proc/goldisk-x/run cannot be created in /proc"),
+    case("i17-c17-resume-corrupt-config", Cli(["--resume"], setup=_corrupt_config,
+                                              keep=("config.json",)), 2,
+         r"--resume: .*config.json cannot be read \(JSONDecodeError"),
+    case("i17-c17-temperature-underflows", lambda: clf(init_scaler=InitScaler(
+        temperature=1e-40)).fit(X, Y), ValueError,
+         r"init_scaler__temperature=1e-40.*overflows torch.float32"),
+    case("i17-c17-mixed-int-str-labels", lambda: clf().fit(X, np.array(
+        [0, "a", 1] * 8, dtype=object)), ValueError, r"y mixes numbers and strings"),
+    case("i17-c17-batchnorm-last-batch-of-one", lambda: GoldilocksClassifier(
+        _BNNet, max_epochs=1, batch_size=23, train_split=None).fit(X, Y), ValueError,
+         r"BatchNorm.*iterator_train__drop_last=True"),
+    case("i17-c17-regressor-y-inf", lambda: reg().fit(X, np.r_[np.inf, np.zeros(23)]),
+         ValueError, r"Input y contains infinity.*infinite values of y\."),
+    case("i17-SoftmaxTemperature-string", lambda: SoftmaxTemperature(net(), "2"), TypeError,
+         r"temperature must be a real number, got '2'"),
+    case("i17-subspace_hessian-point-nan", lambda: subspace_hessian(
+        net(), X, Y, proj(), point=torch.full((D,), float("nan"))), ValueError,
+         r"point contains NaN or infinite values"),
+    case("i17-warm_start-truthy-string", lambda: clf(warm_start="no").fit(X, Y), TypeError,
+         r"warm_start must be True or False, got 'no'"),
+    case("i17-sweep-progress-truthy-string", lambda: sweep(progress="no"), TypeError,
+         r"progress must be True or False"),
+    case("i17-sweep-n_subspaces-string", lambda: sweep(n_subspaces="2"), ValueError,
+         r"n_subspaces must be an int >= 1, got '2'"),
+    case("i17-radius-weights_only-string", lambda: radius(net(), weights_only="yes"),
+         TypeError, r"weights_only must be True or False"),
+    case("i17-rescale-target-string", lambda: rescale_(net(), "2"), TypeError,
+         r"target must be a real number, got '2'"),
 ]
 
 

@@ -52,3 +52,38 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert not resumed.duplicated(KEYS).any()
     pd.testing.assert_frame_equal(resumed, reference, check_exact=False, rtol=1e-12)
     assert (run_dir / "sweep.png").exists()
+
+
+TINY = ["sweep", "--radii", "0.5,1,2", "--dims", "2", "--n-subspaces", "1",
+        "--hessian-samples", "30", "--hidden", "4", "--no-progress"]
+
+
+def _damage_and_resume(out, damage, full):
+    path = out / "sweep.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(damage(lines)))
+    assert main([*TINY, "--out", str(out), "--resume"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(path), full, check_exact=True)
+
+
+def test_c02_resume_recomputes_a_damaged_row_that_kept_its_field_count(tmp_path):
+    """Issue 17 case 2: a last row cut inside its last field and then newline-ended (as an
+    editor or `echo >>` leaves it) has the header's field count; it was kept, 0.06 off.
+    Every row is now checked against its digest: damaged rows are recomputed."""
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    full = pd.read_csv(out / "sweep.csv")
+    assert len(full) == 3
+    # the last row cut inside its last field, then ended with a newline
+    _damage_and_resume(out, lambda ls: ls[:-1] + [ls[-1].rstrip("\n")[:-3] + "\n"], full)
+    # a value edited in the middle row (same length, same field count)
+    def edit(ls):
+        fields = ls[2].rstrip("\n").split(",")
+        i = next(k for k, f in enumerate(fields) if "." in f and f[-1].isdigit())
+        fields[i] = fields[i][:-1] + str((int(fields[i][-1]) + 1) % 10)
+        return ls[:2] + [",".join(fields) + "\n"] + ls[3:]
+    _damage_and_resume(out, edit, full)
+    # a run killed between a row and its digest: the row without one is recomputed
+    check = out / "sweep.csv.check"
+    check.write_text("".join(check.read_text().splitlines(keepends=True)[:-1]))
+    _damage_and_resume(out, lambda ls: ls, full)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import re
 import warnings
 
 import numpy as np
@@ -263,3 +264,117 @@ def test_subspace_hessian_measures_stochastic_layers_in_eval_mode(layer, method,
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     ref = subspace_hessian(copy.deepcopy(net).eval(), X, y, P, method=method)
     assert torch.equal(res.H, ref.H) and torch.equal(res.G, ref.G)
+
+
+# ---------------------------------------------------------------- issue 17: silent wrong numbers
+_X17 = np.random.default_rng(0).normal(size=(24, 4)).astype(np.float32)
+_Y17 = np.arange(24) % 3
+
+
+def _mlp17(dtype=torch.float64):
+    torch.manual_seed(0)
+    return MLP(4, (5,), 3).to(dtype)
+
+
+def _brute_norm(module) -> float:
+    """||w|| by exact rational arithmetic on the float64 values (no under/overflow)."""
+    from fractions import Fraction
+
+    total = sum(Fraction(float(v)) ** 2 for p in module.parameters() if p.requires_grad
+                for v in p.detach().double().reshape(-1).tolist())
+    if total == 0:
+        return 0.0
+    # sqrt of a Fraction: scale to a float-sized number first
+    e = (total.numerator.bit_length() - total.denominator.bit_length()) // 2
+    return math.sqrt(float(total / Fraction(2) ** (2 * e))) * 2.0 ** e
+
+
+def test_c01_init_scaler_rescales_in_the_target_dtype():
+    """Case 1: float64 radii 1e-50 and 1e39 are reached exactly, in the direction of the
+    usual init; float32 cannot hold 1e-50: refused, naming init_scaler__radius."""
+    base = GoldilocksClassifier(MLP, module__hidden=(5,), max_epochs=0, random_state=0,
+                                init_scaler=InitScaler(radius=1.0))
+    w1 = torch.cat([p.detach().double().reshape(-1) for p in
+                    base.fit(_X17, _Y17).module_.parameters()])
+    for r in (1e-50, 1e39):
+        net = GoldilocksClassifier(MLP, module__hidden=(5,), dtype="float64", max_epochs=0,
+                                   init_scaler=InitScaler(radius=r), random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            net.fit(_X17, _Y17)
+        w = torch.cat([p.detach().reshape(-1) for p in net.module_.parameters()])
+        from goldisk import reference_radius
+
+        target = r * reference_radius(net.module_)
+        assert math.isclose(_brute_norm(net.module_), target, rel_tol=1e-12)
+        # the same init direction as the radius-1 float32 net (same seed)
+        cos = float((w / target) @ (w1 / w1.norm()))
+        assert cos > 1 - 1e-6
+    with pytest.raises(ValueError, match=r"init_scaler__radius=1e-50.*float32.*float64"):
+        GoldilocksClassifier(MLP, module__hidden=(5,), max_epochs=0, random_state=0,
+                             init_scaler=InitScaler(radius=1e-50)).fit(_X17, _Y17)
+
+
+def test_c03_model_state_and_hutchinson_warn_on_nan_weights():
+    """Case 3: one NaN weight gives NaN statistics with a warning naming the parameter,
+    never an accuracy of 0.225 or an entropy of 0."""
+    m = _mlp17()
+    with torch.no_grad():
+        m.net[0].weight[0, 0] = float("nan")
+    name = next(n for n, p in m.named_parameters() if torch.isnan(p).any())
+    with pytest.warns(RuntimeWarning, match=re.escape(name)):
+        s = model_state(m, _X17, _Y17)
+    assert all(math.isnan(v) for v in s.values())
+    with pytest.warns(RuntimeWarning, match=re.escape(name)):
+        h = hutchinson(m, _X17, _Y17, n_probes=2, random_state=0)
+    assert math.isnan(h["trace"])
+
+
+def test_c03_model_state_overflowing_logits_are_nan_with_a_warning():
+    m = _mlp17(torch.float32)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(1e20)  # logits ~1e40 overflow float32
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        s = model_state(m, _X17, _Y17, dtype=torch.float32)
+    assert all(math.isnan(v) for v in s.values())
+
+
+def test_c04_rescale_refuses_nan_and_unrepresentable_radii():
+    """Case 4: a NaN weight, and float32 targets whose entries would overflow (1e40 over
+    43 weights: ~1.5e39 each) or underflow (1e-46) are refused; the module is left as it
+    was. 1e39 (entries ~1.5e38) is reached: it was inf, the factor rounded to float32."""
+    m = _mlp17()
+    with torch.no_grad():
+        m.net[2].bias[1] = float("nan")
+    bad = next(n for n, p in m.named_parameters() if torch.isnan(p).any())
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        rescale_(m, 1.0)
+    for target in (1e40, 1e-46):
+        for mode in ("global", "per_layer"):
+            m32 = _mlp17(torch.float32)
+            before = copy.deepcopy(m32.state_dict())
+            with pytest.raises(ValueError, match=r"cannot be represented in torch.float32"):
+                rescale_(m32, target, mode=mode)
+            for k, v in m32.state_dict().items():
+                assert torch.equal(v, before[k])
+    for target in (1e39, 1e30, 1e-40):  # representable: reached to float32 rounding
+        m32 = _mlp17(torch.float32)
+        rescale_(m32, target)
+        assert math.isclose(_brute_norm(m32), target, rel_tol=1e-3 if target < 1e-37 else 1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e160, 1e-300, 1e300])
+def test_c05_radius_is_exact_at_extreme_float64_scales(scale):
+    """Case 5: radius() of float64 weights x1e-200 read 0.0 and x1e160 inf."""
+    from goldisk import radius
+
+    m = _mlp17()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(scale)
+    ref = _brute_norm(m)
+    assert math.isclose(radius(m), ref, rel_tol=1e-12)
+    if scale < 1e250:  # (1e300 * 2 would overflow float64 itself)
+        rescale_(m, 2 * ref)
+        assert math.isclose(_brute_norm(m), 2 * ref, rel_tol=1e-12)

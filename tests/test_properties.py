@@ -201,3 +201,208 @@ def test_hutchinson_is_unbiased_within_its_error(problem, seed):
             se = est.std(ddof=1) / math.sqrt(len(est))
             assert abs(est.mean() - value) <= 4 * se + 1e-9 * max(1.0, abs(value)), (
                 prefix + key, est.mean(), value, se)
+
+
+# ------------------------------------------------------------ the public API, fuzzed
+# Each argument is drawn either from its valid values or from clearly invalid ones (a
+# truthy string, a bool where a number goes, 0, NaN, inf, a list, None...). The property
+# (issue 17): the call gives a finite, correct result (checked against a brute-force
+# reference) when every argument is valid, and a ValueError/TypeError naming one of the
+# invalid arguments otherwise; never a crash inside torch, never a silent wrong number.
+import re  # noqa: E402
+import warnings  # noqa: E402
+
+from goldisk import GoldilocksClassifier, InitScaler, SubspaceModule, model_state  # noqa: E402
+from goldisk import radius as g_radius  # noqa: E402
+from goldisk import rescale_ as g_rescale  # noqa: E402
+
+API = settings(max_examples=12, deadline=None)
+BAD_NUMBER = st.sampled_from(["3", "0.1", None, True, False, -1, 0, float("nan"), float("inf"),
+                              [2], 2.5j])
+BAD_INT = st.one_of(BAD_NUMBER, st.sampled_from([2.5, -3]))
+
+
+def arg(valid, invalid):
+    """``(value, is_valid)`` from either strategy."""
+    return st.one_of(valid.map(lambda v: (v, True)), invalid.map(lambda v: (v, False)))
+
+
+def _names(msg: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", msg) is not None
+
+
+def outcome(call, args: dict, check):
+    """Run ``call``; ``args`` maps each parameter name to whether its value is valid."""
+    bad = [n for n, ok in args.items() if not ok]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = call()
+    except (ValueError, TypeError) as exc:
+        assert bad, f"valid arguments {args} refused: {exc}"
+        assert any(_names(str(exc), n) for n in bad), f"{bad} not named in: {exc}"
+        return
+    assert not bad, f"invalid {bad} accepted ({args})"
+    check(result)
+
+
+def _ref_norm(tensors) -> float:
+    """||w|| in numpy float64, scaled by the largest entry and summed with math.fsum."""
+    v = np.concatenate([t.detach().double().reshape(-1).numpy() for t in tensors])
+    m = np.abs(v).max()
+    return 0.0 if m == 0 else float(m * math.sqrt(math.fsum((v / m) ** 2)))
+
+
+@API
+@given(kind=arg(st.sampled_from(["dense", "sparse", "sparse-li", "fastfood", "auto"]),
+                st.sampled_from(["Dense", "", None, 3, "gpu"])),
+       D=arg(st.integers(1, 40), BAD_INT), d=arg(st.integers(1, 8), BAD_INT),
+       dtype=arg(st.sampled_from([torch.float32, torch.float64]),
+                 st.sampled_from(["float64", torch.int64, None, np.float32])),
+       device=arg(st.sampled_from([None, "cpu"]), st.sampled_from(["gpu", 3.5, "meta", "tpu"])),
+       seed=st.integers(0, 100))
+def test_fuzz_make_projection(kind, D, d, dtype, device, seed):
+    args = {"kind": kind[1], "D": D[1], "d": d[1], "dtype": dtype[1], "device": device[1]}
+    if D[1] and d[1] and d[0] > D[0]:
+        args["d"] = False  # d <= D
+
+    def check(P):
+        assert (P.D, P.d) == (D[0], d[0])
+        norms = P.column_norms().double()
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+    outcome(lambda: make_projection(kind[0], D[0], d[0], random_state=seed, dtype=dtype[0],
+                                    device=device[0]), args, check)
+
+
+@API
+@given(double=st.booleans(), scale=st.floats(-6, 6),
+       target=arg(st.floats(-6, 6).map(lambda e: 10.0 ** e), BAD_NUMBER),
+       mode=arg(st.sampled_from(["global", "per_layer"]),
+                st.sampled_from(["Global", None, 1, "layer"])),
+       weights_only=arg(st.booleans(), st.sampled_from(["no", 1, None, "False"])))
+def test_fuzz_rescale_and_radius(double, scale, target, mode, weights_only):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    if double:  # float64 reaches any magnitude: 1e-200 and 1e200 too
+        net, scale = net.double(), scale * 33
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(10.0 ** scale)
+    args = {"target": target[1], "mode": mode[1], "weights_only": weights_only[1]}
+
+    def check(module):
+        only = weights_only[0] and mode[0] == "global"
+        tensors = [p for p in module.parameters() if p.dim() > 1 or not only]
+        assert math.isclose(_ref_norm(tensors), target[0], rel_tol=1e-5 if not double
+                            else 1e-12)
+        assert math.isclose(g_radius(module, only), target[0], rel_tol=1e-5 if not double
+                            else 1e-12)
+
+    outcome(lambda: g_rescale(net, target[0], mode=mode[0], weights_only=weights_only[0]),
+            args, check)
+
+
+@API
+@given(H=arg(st.tuples(st.integers(1, 5), st.integers(0, 10**6)).map(
+    lambda t: np.random.default_rng(t[1]).normal(size=(t[0], t[0])) * 10.0 ** (t[1] % 7 - 3)),
+    st.sampled_from([np.zeros((0, 0)), np.ones((2, 3)), np.ones(3), "H", np.eye(2) * 1j,
+                     np.array([["a"]]), None])))
+def test_fuzz_hessian_statistics(H):
+    def check(s):
+        S = 0.5 * (H[0] + H[0].T)
+        ev = np.linalg.eigvalsh(S)
+        assert math.isclose(s["trace"], np.trace(S), rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(s["frobenius"], np.linalg.norm(S), rel_tol=1e-9)
+        assert math.isclose(s["eig_max"], ev[-1], rel_tol=1e-8, abs_tol=1e-12)
+        assert all(math.isfinite(v) for v in s.values())
+
+    outcome(lambda: hessian_statistics(H[0]), {"H": H[1]}, check)
+
+
+@API
+@given(proj=st.sampled_from(["kind", "matrix", "wrong-D", "string", "none", "transposed"]),
+       kind=arg(st.sampled_from(["hyperplane", "hypersphere"]),
+                st.sampled_from(["plane", None, 1, "Hyperplane"])),
+       share=arg(st.booleans(), st.sampled_from(["no", 0, None, "True"])),
+       seed=st.integers(0, 100))
+def test_fuzz_subspace_module(proj, kind, share, seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    D = ParamLayout(net).D
+    M = np.random.default_rng(seed).normal(size=(D, 3))
+    P = {"kind": make_projection("dense", D, 3, random_state=seed), "matrix": M,
+         "wrong-D": M[:-1], "string": "dense", "none": None, "transposed": M.T}[proj]
+    args = {"projection": proj in ("kind", "matrix"), "kind": kind[1],
+            "share_projection": share[1]}
+    theta = torch.tensor([0.3, -0.1, 0.2], dtype=torch.float64)
+
+    def check(sub):
+        with torch.no_grad():
+            sub.theta.copy_(theta)
+        Pm = torch.as_tensor(M) if proj == "matrix" else P.to_dense()
+        w = parameter_vector(net) + Pm @ theta
+        if kind[0] == "hypersphere":
+            w = w * parameter_vector(net).norm() / w.norm()
+        torch.testing.assert_close(sub.point().detach(), w, rtol=1e-12, atol=1e-12)
+
+    outcome(lambda: SubspaceModule(net, P, kind=kind[0], share_projection=share[0]), args,
+            check)
+
+
+@API
+@given(batch_size=arg(st.integers(1, 30), BAD_INT),
+       dtype=arg(st.sampled_from([torch.float32, torch.float64, "float64", "float32"]),
+                 st.sampled_from(["float16", torch.int64, None, "half", 3])),
+       loss=arg(st.just("cross_entropy"), st.sampled_from(["ce", None, "CrossEntropy"])),
+       strided=st.booleans(), seed=st.integers(0, 100))
+def test_fuzz_model_state(batch_size, dtype, loss, strided, seed):
+    gen = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    X = np.random.default_rng(seed).normal(size=(17, 3))
+    y = np.arange(17) % 2
+    if strided:
+        X, y = X[::-1], y[::-1]
+    del gen
+    args = {"batch_size": batch_size[1], "dtype": dtype[1], "loss": loss[1]}
+
+    def check(s):
+        z = net(torch.as_tensor(X.copy()))
+        ref = torch.nn.functional.cross_entropy(z, torch.as_tensor(y.copy()))
+        tol = 1e-5 if dtype[0] in (torch.float32, "float32") else 1e-12
+        assert math.isclose(s["loss"], float(ref), rel_tol=tol)
+        acc = float((z.argmax(1) == torch.as_tensor(y.copy())).double().mean())
+        assert math.isclose(s["accuracy"], acc, abs_tol=1e-12)
+
+    outcome(lambda: model_state(net, X, y, batch_size=batch_size[0], dtype=dtype[0],
+                                loss=loss[0]), args, check)
+
+
+_XE = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+_YE = np.arange(20) % 2
+
+
+@settings(max_examples=8, deadline=None)
+@given(lr=arg(st.floats(-3, 0).map(lambda e: 10.0 ** e), BAD_NUMBER),
+       max_epochs=arg(st.integers(0, 1), st.sampled_from([-1, 1.5, "1", True, None])),
+       dtype=arg(st.sampled_from(["float32", "float64"]),
+                 st.sampled_from(["float16", "int", None, 3])),
+       r=arg(st.floats(-2, 2).map(lambda e: 10.0 ** e), BAD_NUMBER))
+def test_fuzz_classifier(lr, max_epochs, dtype, r):
+    from goldisk import reference_radius
+
+    args = {"lr": lr[1], "max_epochs": max_epochs[1], "dtype": dtype[1],
+            "init_scaler__radius": r[1]}
+    net = GoldilocksClassifier(nn.Linear, module__in_features=3, module__out_features=2,
+                               lr=lr[0], max_epochs=max_epochs[0], dtype=dtype[0],
+                               init_scaler=InitScaler(radius=r[0]), random_state=0,
+                               train_split=None)
+
+    def check(fitted):
+        proba = fitted.predict_proba(_XE)
+        assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1)
+        if max_epochs[0] == 0:  # at initialization: the requested radius
+            got = _ref_norm(list(fitted.module_.parameters()))
+            assert math.isclose(got, r[0] * reference_radius(fitted.module_), rel_tol=1e-5)
+
+    outcome(lambda: net.fit(_XE, _YE), args, check)

@@ -222,3 +222,120 @@ def test_float32_norm_is_accurate_at_millions_of_parameters():
     exact = float(w.double().norm())
     assert abs(float(_norm(w)) / exact - 1) < 1e-6
     assert abs(float(_norm(w[None] * 1e-25, keepdim=True)[0, 0]) / (exact * 1e-25) - 1) < 1e-6
+
+
+def test_c06_share_projection_refuses_a_truthy_string():
+    """Issue 17 case 6: share_projection="no" was taken as True (the caller's P shared)."""
+    net = MLP(6, (7,), 3)
+    P = make_projection("dense", 73, 2, random_state=0)
+    for bad in ("no", "False", 0, None):
+        with pytest.raises(TypeError, match="share_projection must be True or False"):
+            SubspaceModule(net, P, share_projection=bad)
+    import numpy as np
+
+    assert SubspaceModule(net, P, share_projection=np.bool_(False)).projection is not P
+
+
+def test_c12_a_users_matrix_is_a_projection_used_as_it_is():
+    """Issue 17 case 12 / issue 16: a D x d tensor or array wherever a projection goes,
+    columns not normalized; the result equals the hand-written w0 + M theta."""
+    import numpy as np
+
+    from goldisk import SubspaceProjector, subspace_hessian
+    from goldisk.projections import DenseProjection
+
+    torch.manual_seed(0)
+    net = MLP(6, (7,), 3).double()
+    M = np.random.default_rng(1).normal(size=(73, 4)) * 3.0  # not unit columns
+    theta = torch.tensor([0.1, -0.2, 0.3, 0.05], dtype=torch.float64)
+    for matrix in (M, torch.as_tensor(M), M[::-1].copy()[::-1]):  # (negative strides)
+        sub = SubspaceModule(net, matrix)
+        with torch.no_grad():
+            sub.theta.copy_(theta)
+        want = parameter_vector(net) + torch.as_tensor(M) @ theta
+        torch.testing.assert_close(sub.point().detach(), want, rtol=1e-14, atol=1e-14)
+    # subspace_hessian: the Hessian on the user's matrix = the one on a DenseProjection
+    # holding the same matrix (loaded through its state dict, the old way)
+    X = torch.randn(20, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(20) % 3
+    P = DenseProjection(73, 4)
+    state = P.state_dict()
+    state["weight"] = torch.as_tensor(M)
+    P.load_state_dict(state)
+    H = subspace_hessian(net, X, y, M).H
+    torch.testing.assert_close(H, subspace_hessian(net, X, y, P).H, rtol=1e-12, atol=1e-12)
+    # ... and = M^T H_full M from the full-space Hessian (independent route)
+    H_full = subspace_hessian(net, X, y, None).H
+    torch.testing.assert_close(H, torch.as_tensor(M).T @ H_full @ torch.as_tensor(M),
+                               rtol=1e-9, atol=1e-9)
+    # the estimators' SubspaceProjector trains on exactly that matrix
+    from goldisk import GoldilocksClassifier
+
+    clf = GoldilocksClassifier(MLP, module__hidden=(7,), max_epochs=1, random_state=0,
+                               subspace=SubspaceProjector(projection=M), dtype="float64")
+    clf.fit(X.numpy().astype("float32"), y.numpy())
+    np.testing.assert_array_equal(clf.projection_matrix(), M)
+    # checked: shape (transposed named), finite, dtype, D
+    with pytest.raises(ValueError, match=r"looks transposed: pass projection.T"):
+        subspace_hessian(net, X, y, M.T)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        SubspaceModule(net, np.full((73, 2), np.nan))
+    with pytest.raises(TypeError, match="real D x d matrix"):
+        SubspaceModule(net, M.astype(complex))
+    with pytest.raises(ValueError, match=r"\(D, d\) = \(73, d\)"):
+        SubspaceModule(net, np.ones((70, 2)))
+    with pytest.raises(TypeError, match="Projection.*or a D x d tensor"):
+        SubspaceModule(net, "dense")
+    with pytest.raises(ValueError, match="subspace__dim=2 but subspace__projection has d=4"):
+        GoldilocksClassifier(MLP, module__hidden=(7,), max_epochs=0, subspace=SubspaceProjector(
+            dim=2, projection=M)).fit(X.numpy().astype("float32"), y.numpy())
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e160])
+def test_hypersphere_radius_exact_at_extreme_float64_scales(scale):
+    """The sphere's radius r0 = ||w0|| is a scaled norm: x1e-200 read 0, x1e160 inf."""
+    torch.manual_seed(0)
+    net = MLP(6, (7,), 3).double()
+    ref = float(parameter_vector(net).norm()) * scale
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    sub = SubspaceModule(net, make_projection("dense", 73, 3, random_state=0), "hypersphere")
+    with torch.no_grad():
+        sub.theta.fill_(0.3 * scale)
+    assert math.isclose(float(sub.r0), ref, rel_tol=1e-13)
+    assert math.isclose(sub.radius(), ref, rel_tol=1e-13)
+
+
+def test_c12_radius_sweep_on_a_users_matrix():
+    """radius_sweep(projection=M): every init direction's subspace is M's first
+    max(dims) columns; the rows' trace equals tr(M_k^T H M_k) by subspace_hessian."""
+    import numpy as np
+
+    from goldisk import subspace_hessian
+    from goldisk.models import init_weights_
+    from goldisk.sweep import radius_sweep
+
+    torch.manual_seed(0)
+    net = MLP(6, (7,), 3).double()
+    M = np.random.default_rng(2).normal(size=(73, 5))
+    X = torch.randn(15, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(15) % 3
+    df = radius_sweep(net, X, y, radii=[1.0], dims=(2, 3), n_subspaces=1, projection=M,
+                      progress=False, random_state=0)
+    assert (df["projection"] == "matrix").all() and len(df) == 2
+    # the same point by hand: the sweep's seed for subspace 0, its init, at r = r_ref
+    from goldisk import reference_radius
+    from goldisk._rng import check_random_state
+
+    seeds = check_random_state(0).integers(0, 2**62, size=(1, 2))
+    ref = copy.deepcopy(net)
+    init_weights_(ref, "xavier", generator=torch.Generator().manual_seed(int(seeds[0, 0])))
+    w0 = parameter_vector(ref)
+    point = w0 * reference_radius(net, "xavier") / float(w0.norm())
+    H = subspace_hessian(ref, X, y, M[:, :3], point=point).H
+    for k in (2, 3):
+        got = float(df.loc[df["dim"] == k, "trace"].iloc[0])
+        assert math.isclose(got, float(torch.trace(H[:k, :k])), rel_tol=1e-10)
+    with pytest.raises(ValueError, match=r"dims must be integers in \[1, D=5\]"):
+        radius_sweep(net, X, y, radii=[1.0], dims=(6,), projection=M, progress=False)

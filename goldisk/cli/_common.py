@@ -12,11 +12,17 @@ from pathlib import Path
 from .._names import dataset_key
 from .._results_io import (  # noqa: F401 - re-exported: the CLI's results I/O
     EXECUTION_ONLY,
+    CLIError,
     append_rows,
     changed_settings,
+    check_output_path,
+    check_path,
     environment,
+    read_config,
     read_written_rows,
+    remove_rows,
     write_json,
+    write_rows,
 )
 
 __all__ = [
@@ -26,6 +32,12 @@ __all__ = [
     "environment",
     "write_json",
     "append_rows",
+    "write_rows",
+    "check_path",
+    "check_output_path",
+    "remove_rows",
+    "read_config",
+    "read_written_rows",
     "load_data",
     "parse_floats",
     "parse_ints",
@@ -36,10 +48,6 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -92,6 +100,8 @@ def check_common_arguments(args) -> None:
     check_device(args.device)
     if args.max_samples is not None and args.max_samples < 1:
         raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
+    if getattr(args, "out", None):
+        check_output_path(args.out)
 
 
 def add_common_arguments(p, out_default: str) -> None:
@@ -154,7 +164,11 @@ def prepare_output(out: str, force: bool, resume: bool) -> Path:
                 f"--out {out} already exists; pass --resume to continue it or --force to "
                 "overwrite it"
             )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a "
+                       "writable folder") from None
     return path
 
 

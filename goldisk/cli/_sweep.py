@@ -19,8 +19,11 @@ from ._common import (
     parallel_backend,
     parse_floats,
     parse_ints,
+    read_config,
     read_written_rows,
+    remove_rows,
     write_json,
+    write_rows,
 )
 
 NAME = "sweep"
@@ -117,7 +120,6 @@ def run(args) -> int:
 
 
 def _sweep(args, model, ds, dims, radii) -> int:
-    import pandas as pd
     import torch
 
     from ..sweep import plot_sweep, radius_sweep
@@ -129,19 +131,16 @@ def _sweep(args, model, ds, dims, radii) -> int:
               "dims": sorted(set(dims)), "radii": radii}
     previous, done = _resume_rows(csv_path, len(set(dims)))
     if args.resume and (out / "config.json").exists():
-        import json
 
-        old = json.loads((out / "config.json").read_text())
+        old = read_config(out / "config.json")
         changed = changed_settings(old, config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")
-    if not previous.empty:  # rewrite atomically without any partial unit
-        tmp = csv_path.with_suffix(".csv.tmp")
-        previous.to_csv(tmp, index=False)
-        tmp.replace(csv_path)
-    elif csv_path.exists():
-        csv_path.unlink()
+    if not previous.empty:  # rewrite atomically without any partial or damaged unit
+        write_rows(csv_path, previous)
+    else:
+        remove_rows(csv_path)
     write_json(out / "config.json", {**config, "environment": environment(args.device)})
     columns = None if previous.empty else list(previous.columns)
 
@@ -156,9 +155,8 @@ def _sweep(args, model, ds, dims, radii) -> int:
                  device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
                  progress=not args.no_progress, done=done, on_result=save)
     elapsed = time.perf_counter() - start
-    df = pd.read_csv(csv_path).sort_values(["subspace", "radius_index", "dim"])
-    df.to_csv(csv_path.with_suffix(".csv.tmp"), index=False)
-    csv_path.with_suffix(".csv.tmp").replace(csv_path)
+    df = read_written_rows(csv_path).sort_values(["subspace", "radius_index", "dim"])
+    write_rows(csv_path, df)
     plot_sweep(df, out / "sweep.png",
                title=f"{args.dataset}, {args.model} {args.hidden if args.model == 'mlp' else ''}"
                      f" ({args.kind}s, {args.projection} projection)")

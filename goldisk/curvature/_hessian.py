@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.func import grad, jvp, vmap
 
-from .._flat import ParamLayout, parameter_vector
+from .._checks import nonfinite_cause
+from .._flat import ParamLayout, nonfinite_parameters, parameter_vector
 from .._validation import (
     TRANSFORMS_LOCK,
     check_data,
@@ -39,6 +40,7 @@ from .._validation import (
     model_device,
     second_order,
 )
+from ..projections import as_projection
 from ._losses import logit_hessian, per_sample_loss
 from ._reverse import output_sizes, reverse_chunk, reverse_hessian
 
@@ -182,9 +184,10 @@ def subspace_hessian(
         Returns logits. Only its parameters' values at ``point`` matter.
     X, y : array-like or tensors
         The whole dataset; the mean loss is taken over all ``len(X)`` samples.
-    projection : Projection, optional
-        Maps ``theta`` (d) to a parameter direction (D). ``None`` means the full space:
-        the exact D x D Hessian (only for ``D <= 20000``).
+    projection : Projection, or a D x d tensor or array, optional
+        Maps ``theta`` (d) to a parameter direction (D); a matrix is used as it is, its
+        columns not normalized (see :func:`goldisk.projections.as_projection`). ``None``
+        means the full space: the exact D x D Hessian (only for ``D <= 20000``).
     point : tensor (D,), optional
         Origin ``w0`` of the subspace; the model's current parameters by default.
     kind : {"hyperplane", "hypersphere"}
@@ -235,8 +238,6 @@ def subspace_hessian(
     """
     if kind not in ("hyperplane", "hypersphere"):
         raise ValueError(f"kind must be 'hyperplane' or 'hypersphere', got {kind!r}.")
-    if len(X) == 0:
-        raise ValueError("X is empty: the Hessian of a mean over zero samples is undefined.")
     batch_size = check_positive_int(batch_size, "batch_size")
     if gauss_newton not in (True, False):
         raise ValueError(f"gauss_newton must be True or False, got {gauss_newton!r}.")
@@ -247,8 +248,16 @@ def subspace_hessian(
     scales = check_scales(scales)
     dtype = check_float_dtype(dtype)
     check_model(model)
-    X, y = check_data(X, y)
+    X, y = check_data(X, y)  # (sparse, empty, non-finite X refused; strides normalized)
     device = model_device(model, device)
+    if projection is not None:  # a D x d matrix of the user's: a DenseProjection of it
+        projection = as_projection(projection, ParamLayout(model).D, "projection")
+    if point is not None and not bool(torch.isfinite(torch.as_tensor(point)).all()):
+        raise ValueError("point contains NaN or infinite values; pass a finite parameter "
+                         "vector (or point=None for the model's own parameters).")
+    if nonfinite_parameters(model):
+        warnings.warn(f"{nonfinite_cause(model)}: the Hessian is NaN.", RuntimeWarning,
+                      stacklevel=2)
     # torch.func's transform state is process-global: one at a time
     with TRANSFORMS_LOCK, second_order():
         feed = partial(batches, integer_input=check_outputs(model, X, y, loss))

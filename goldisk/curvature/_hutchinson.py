@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
+from .._checks import nonfinite_cause
 from .._flat import ParamLayout, parameter_vector
 from .._rng import torch_generator
 from .._validation import (
@@ -126,4 +128,7 @@ def hutchinson(
             prefix + "frobenius2_se": f2_se,
             prefix + "trace_ratio": tr / math.sqrt(f2) if f2 > 0 else float("nan"),
         })
+    if not all(math.isfinite(v) for k, v in out.items() if k.endswith(("trace", "frobenius2"))):
+        warnings.warn(f"the Hutchinson estimates are not finite: {nonfinite_cause(net)}.",
+                      RuntimeWarning, stacklevel=2)
     return out

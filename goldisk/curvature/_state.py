@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import finite_or_warn, nonfinite_cause
 from .._validation import (
     check_data,
     check_float_dtype,
@@ -51,7 +52,10 @@ def model_state(
     (sample, class) logits exactly zero, Vysogorets et al.). ``accuracy``, ``confidence``
     and ``entropy`` are absent for ``loss="mse"``. Layers that are random or update buffers
     in training mode (dropout, BatchNorm, ...; see ``mode_dependent``) give a warning and
-    are evaluated in eval mode (on a copy: the caller's module is not changed).
+    are evaluated in eval mode (on a copy: the caller's module is not changed). When any
+    logit is NaN or infinite (NaN parameters, an overflow), every statistic is NaN, with a
+    ``RuntimeWarning`` naming the cause: an accuracy or entropy of such logits would look
+    finite but mean nothing.
 
     Examples
     --------
@@ -70,11 +74,17 @@ def model_state(
     # dropout/BatchNorm/... in training mode: a warning, then eval mode on a private copy
     net = deterministic(prepare_model(model, dtype, device, curvature=False), model)
     totals: dict[str, float] = {}
-    n = 0
+    n, finite = 0, True
     for xb, yb in batches(X, y, batch_size, dtype, device, integer_input):
-        for k, v in logit_statistics(net(xb), yb, loss).items():
+        z = net(xb)
+        finite = finite and bool(torch.isfinite(z).all())
+        for k, v in logit_statistics(z, yb, loss).items():
             totals[k] = totals.get(k, 0.0) + v
         n += len(xb)
     if n == 0:
         raise ValueError("X is empty; pass at least one sample.")
-    return {k: v / n for k, v in totals.items()}
+    out = {k: v / n for k, v in totals.items()}
+    if not finite:
+        out["loss"] = float("nan")
+        out = finite_or_warn(out, nonfinite_cause(net))
+    return out

@@ -64,9 +64,22 @@ def hessian_statistics(H: torch.Tensor, prefix: str = "") -> dict[str, float]:
     >>> s["trace"], s["frobenius"], s["trace_ratio"], s["frac_positive"]
     (4.0, 3.4641016151377544, 1.1547005383792517, 0.75)
     """
-    H = torch.as_tensor(H)
+    from .._checks import native_array
+
+    if isinstance(prefix, str) is False:
+        raise TypeError(f"prefix must be a string, got {prefix!r}.")
+    try:
+        H = torch.as_tensor(native_array(np.asarray(H)) if not torch.is_tensor(H) else H)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"H must be a numeric (d, d) matrix ({exc}).") from None
     if H.dim() != 2 or H.shape[0] != H.shape[1]:
         raise ValueError(f"H must be a square (d, d) matrix, got shape {tuple(H.shape)}.")
+    if H.shape[0] == 0:
+        raise ValueError("H is empty (0 x 0): its statistics are undefined; pass a (d, d) "
+                         "matrix with d >= 1.")
+    if H.is_complex() or not (H.is_floating_point() or H.dtype in (
+            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise TypeError(f"H must be a real matrix, got dtype {H.dtype}.")
     stats = {prefix + k: float(v[0])
              for k, v in batch_statistics(H.reshape(1, *H.shape[-2:])).items()}
     warn_statistics(stats, prefix)

@@ -15,10 +15,12 @@ from sklearn.utils.validation import validate_data
 from skorch import NeuralNet
 from torch import nn
 
+from .._checks import check_uniform_labels, native_array
 from .._flat import ParamLayout
 from .._rng import MAX_SEED, check_random_state, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_device, is_int
+from . import _fit_checks as fc
 from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._subspace_projector import SubspaceProjector
 
@@ -91,6 +93,7 @@ class _GoldilocksNet:
         if not is_int(e) or e < 0:
             raise ValueError(f"max_epochs must be an int >= 0 (0: initialize only), got {e!r}.")
         check_dtype(self.dtype)
+        fc.check_net_params(self)  # lr, warm_start by type (not "0.1", not "no")
         if self.device is not None:
             check_device(self.device)
         for name, cls in _NESTED.items():
@@ -239,10 +242,10 @@ class _GoldilocksNet:
                 f"module {type(module).__name__} has no parameters to train; pass a module "
                 "with at least one trainable layer (e.g. goldisk.models.MLP or nn.Linear)."
             )
+        dtype = DTYPES[check_dtype(self.dtype)]
         if self.init_scaler is not None:
-            module = self.init_scaler.apply_(module, generator=torch_generator(seeds["init"]))
-        # after the draws: the same init for any dtype
-        module = module.to(DTYPES[check_dtype(self.dtype)])
+            module = fc._apply_scaler(self.init_scaler, module, dtype, seeds["init"])
+        module = module.to(dtype)
         if self.subspace is not None:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
             module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
@@ -279,6 +282,7 @@ class _GoldilocksNet:
                 fix = f"X.reshape(len(X), {', '.join(map(str, fitted))})"
             raise ValueError(f"X has samples of shape {shape} but the net was fitted on "
                              f"samples of shape {fitted}; pass {fix}.")
+        check_uniform_labels(y)
         try:
             if isinstance(y, str):  # predict: X only
                 X, y = validate_data(self, X, **kw), None
@@ -287,10 +291,13 @@ class _GoldilocksNet:
         except ValueError as exc:
             if "infinity" not in str(exc):
                 raise
-            hint = (" Values beyond 3.4e38 overflow dtype='float32': pass dtype='float64' or "
-                    "scale X (e.g. StandardScaler).")
+            what = "y" if "Input y" in str(exc) else "X"
+            hint = (f" Values beyond 3.4e38 overflow dtype='float32': pass dtype='float64' or "
+                    f"scale {what} (e.g. StandardScaler).")
             hint = hint if check_dtype(self.dtype) == "float32" else ""
-            raise ValueError(f"{exc} Remove or clip the infinite values of X.{hint}") from None
+            raise ValueError(f"{exc} Remove or clip the infinite values of {what}.{hint}"
+                             ) from None
+        X, y = native_array(X), native_array(y)  # (negative strides: X[::-1])
         if not X.flags.writeable:  # torch warns on read-only arrays (e.g. memmaps)
             X = X.copy()
         if reset:
@@ -341,7 +348,11 @@ class _GoldilocksNet:
         if not self.warm_start or not self.initialized_:
             self.initialize()
         self._check_forward(X)
-        return NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
+        return self._train(X, y, _routing_method="fit", **fit_params)
+
+    def _train(self, X, y, **fit_params):
+        with fc.training_hints():
+            return NeuralNet.partial_fit(self, X, y, **fit_params)
 
     def partial_fit(self, X, y, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs without re-initializing (initializes if needed).
@@ -355,7 +366,7 @@ class _GoldilocksNet:
         if not self.initialized_:
             self.initialize()
         self._check_forward(X)
-        return NeuralNet.partial_fit(self, X, y, **fit_params)
+        return self._train(X, y, **fit_params)
 
     @torch.no_grad()
     def _check_forward(self, X):
@@ -363,6 +374,7 @@ class _GoldilocksNet:
         outputs that does not match ``y``, becomes a ``ValueError`` naming ``module__*``
         instead of a shape error from inside torch. Eval mode, modes restored."""
         module = self.module_
+        fc.check_trainable(module, self.max_epochs)
         modes = [(m, m.training) for m in module.modules()]
         module.eval()
         try:
@@ -377,8 +389,9 @@ class _GoldilocksNet:
             for m, mode in modes:
                 m.training = mode
         expected = self._n_outputs()
-        if not torch.is_tensor(out) or expected is None or not isinstance(
-                self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss | nn.MSELoss):
+        standard = isinstance(self.criterion_, nn.CrossEntropyLoss | nn.NLLLoss | nn.MSELoss)
+        fc.check_output_type(out, self.criterion_, standard)
+        if not torch.is_tensor(out) or expected is None or not standard:
             return
         got = int(math.prod(out.shape[1:]))
         if out.dim() < 2 or got != expected:

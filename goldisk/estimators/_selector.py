@@ -30,6 +30,9 @@ def _net_prefix(estimator, path: str = "") -> str:
     if isinstance(estimator, Pipeline):
         name, last = estimator.steps[-1]
         return _net_prefix(last, f"{path}{name}__")
+    if isinstance(estimator, type):  # get_params would fail: "missing 1 required ... self"
+        raise TypeError(f"estimator must be an instance, got the class {estimator.__name__}; "
+                        f"pass {estimator.__name__}(...) (e.g. with module=..., max_epochs=...).")
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     if "random_state" not in params or "max_epochs" not in params:
         raise ValueError(

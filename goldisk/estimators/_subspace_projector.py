@@ -13,7 +13,7 @@ from .._radius import REFERENCES, layer_reference_radii
 from .._subspace import KINDS, SubspaceModule
 from .._validation import check_choice, is_int
 from ..projections import KINDS as PROJECTIONS
-from ..projections import make_projection
+from ..projections import as_projection, make_projection
 
 __all__ = ["SubspaceProjector"]
 
@@ -64,9 +64,12 @@ class SubspaceProjector(BaseEstimator):
         ``kind="hyperplane"`` the module is not wrapped at all; with
         ``kind="hypersphere"`` it trains on the full sphere of radius ``r0``).
     kind : {"hyperplane", "hypersphere"}, default="hyperplane"
-    projection : {"auto", "dense", "sparse", "sparse-li", "fastfood", "identity"}, default="auto"
+    projection : {"auto", "dense", "sparse", "sparse-li", "fastfood", "identity"} or a D x d \
+matrix, default="auto"
         Construction of ``P`` (see :func:`goldisk.projections.make_projection`); all
-        have unit-norm columns.
+        have unit-norm columns. A ``D x d`` tensor or array is used as it is, columns not
+        normalized (:func:`goldisk.projections.as_projection`): ``dim`` must then be None
+        or ``d``, and ``metric`` None.
     metric : None, "per_layer" or array-like of shape (D,), default=None
         Row scales of ``P`` (columns renormalized). ``"per_layer"``: each coordinate
         is scaled by the reference init std of its layer (:func:`layer_metric`), so the
@@ -101,7 +104,16 @@ class SubspaceProjector(BaseEstimator):
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
         _check_dim(self.dim, prefix + "dim", D)
         check_choice(self.kind, KINDS, prefix + "kind")
-        check_choice(self.projection, PROJECTIONS, prefix + "projection")
+        if not isinstance(self.projection, str):  # the user's own D x d matrix
+            P = as_projection(self.projection, D, prefix + "projection")
+            if self.dim is not None and self.dim != P.d:
+                raise ValueError(f"{prefix}dim={self.dim} but {prefix}projection has d={P.d} "
+                                 f"columns; pass {prefix}dim=None (or {P.d}).")
+            if self.metric is not None:
+                raise ValueError(f"{prefix}metric applies to goldisk's random projections; "
+                                 f"scale the rows of {prefix}projection yourself instead.")
+        else:
+            check_choice(self.projection, PROJECTIONS, prefix + "projection")
         check_choice(self.reference, REFERENCES, prefix + "reference")
         if isinstance(self.metric, str) and self.metric != "per_layer":
             raise ValueError(
@@ -115,7 +127,8 @@ class SubspaceProjector(BaseEstimator):
                     f"{prefix}metric must be None, 'per_layer' or an array of length D={D} "
                     f"(one positive weight per parameter), got shape {shape}."
                 )
-        if self.projection == "identity" and self.dim is not None and D is not None \
+        if isinstance(self.projection, str) and self.projection == "identity" \
+                and self.dim is not None and D is not None \
                 and self.dim != D:
             raise ValueError(f"{prefix}projection='identity' needs {prefix}dim=None or D={D}.")
 
@@ -131,6 +144,8 @@ class SubspaceProjector(BaseEstimator):
         """The random projection ``P`` (a :class:`goldisk.projections.Projection`)."""
         D = ParamLayout(module).D
         self._validate(D)
+        if not isinstance(self.projection, str):
+            return as_projection(self.projection, D, "projection")
         d = D if self.dim is None else int(self.dim)
         kind = "identity" if self.dim is None else self.projection
         seed = self.random_state if self.random_state is not None else generator
@@ -147,7 +162,7 @@ class SubspaceProjector(BaseEstimator):
         ``generator`` (torch.Generator or int) seeds ``P`` when ``random_state`` is None.
         """
         self._validate(ParamLayout(module).D)
-        if self.dim is None and self.kind == "hyperplane":
+        if self.dim is None and self.kind == "hyperplane" and isinstance(self.projection, str):
             return module
         return SubspaceModule(module, self.make_projection(module, generator), self.kind,
                               share_projection=True)  # a fresh projection: no copy needed

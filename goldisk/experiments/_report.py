@@ -10,7 +10,6 @@ writes ``report.md``.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,16 @@ import numpy as np
 import pandas as pd
 
 from .._names import EXPERIMENTS
-from .._results_io import append_rows, changed_settings, environment, read_written_rows, write_json
+from .._results_io import (
+    append_rows,
+    changed_settings,
+    environment,
+    read_config,
+    read_written_rows,
+    remove_rows,
+    write_json,
+    write_rows,
+)
 from ._summaries import (
     finalize_decompose,
     finalize_select,
@@ -63,7 +71,10 @@ class ResultFolder:
         cfg_path = self.out / "config.json"
         self.previous_seconds = 0.0
         if resume and cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
+            try:
+                old = read_config(cfg_path)
+            except Exception as exc:  # CLIError: a damaged file, named
+                raise ValueError(str(exc)) from None
             self.previous_seconds = float(old.get("seconds_total", old.get("seconds", 0.0)))
             if compare is None:
                 changed = changed_settings(old, self.config)
@@ -77,11 +88,9 @@ class ResultFolder:
         if not previous.empty:
             if self.columns is None:
                 self.columns = list(previous.columns)
-            tmp = self.csv.with_suffix(".csv.tmp")
-            previous.to_csv(tmp, index=False)
-            tmp.replace(self.csv)
-        elif self.csv.exists():
-            self.csv.unlink()
+            write_rows(self.csv, previous)  # verified rows only, with their digests
+        else:
+            remove_rows(self.csv)
         self._start = time.perf_counter()
         write_json(cfg_path, {**self.config, "environment": environment(device)})
 

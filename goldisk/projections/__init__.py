@@ -18,6 +18,7 @@ from ._dense import DenseProjection
 from ._factory import KINDS, make_projection, orthogonality_error
 from ._fastfood import FastfoodProjection
 from ._identity import IdentityProjection
+from ._matrix import MatrixProjection, as_projection
 from ._sparse import SparseProjection
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "DenseProjection",
     "FastfoodProjection",
     "IdentityProjection",
+    "MatrixProjection",
     "Projection",
     "SparseProjection",
+    "as_projection",
     "as_torch_generator",
     "make_projection",
     "orthogonality_error",

@@ -87,6 +87,7 @@ def make_projection(
     d = _check_d(d, D)
     dtype = _check_dtype(dtype)
     m = _check_metric(metric, D)
+    device = _check_device(device)
     if kind == "auto":
         kind = _auto_kind(D, d)
     if kind == "identity":
@@ -106,6 +107,15 @@ def make_projection(
     if device is not None:
         P = P.to(device)
     return P
+
+
+def _check_device(device):
+    """``device`` checked like every other engine function's (a ValueError naming it)."""
+    if device is None:
+        return None
+    from .._validation import check_device
+
+    return check_device(device)
 
 
 def orthogonality_error(P: Projection, max_d: int = 2000) -> dict:
