@@ -21,7 +21,7 @@ _LAZY = {
                      "reference_radius", "rescale_"), "._radius"),
     "SubspaceModule": "._subspace",
     **dict.fromkeys(("CurvatureResult", "hessian_statistics", "hutchinson", "model_state",
-                     "subspace_hessian"), ".curvature"),
+                     "subspace_hessian", "top_eigenvalues"), ".curvature"),
     **dict.fromkeys(("CurvatureProbe", "GoldilocksClassifier", "GoldilocksRegressor",
                      "GoldilocksSelector", "InitScaler", "SubspaceProjector"), ".estimators"),
 }
@@ -41,6 +41,7 @@ __all__ = [
     "reference_radius",
     "rescale_",
     "subspace_hessian",
+    "top_eigenvalues",
     "CurvatureProbe",
     "GoldilocksClassifier",
     "GoldilocksRegressor",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         hutchinson,
         model_state,
         subspace_hessian,
+        top_eigenvalues,
     )
     from .estimators import (
         CurvatureProbe,

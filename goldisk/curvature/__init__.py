@@ -4,7 +4,9 @@ import warnings
 
 from ._hessian import CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
+from ._lanczos import top_eigenvalues
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
+from ._operator import CurvatureOperator
 from ._state import model_state
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
 
@@ -18,6 +20,8 @@ __all__ = [
     "CurvatureResult",
     "subspace_hessian",
     "hutchinson",
+    "top_eigenvalues",
+    "CurvatureOperator",
     "hessian_statistics",
     "batch_statistics",
     "model_state",
