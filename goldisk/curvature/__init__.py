@@ -7,8 +7,10 @@ from ._hutchinson import hutchinson
 from ._lanczos import top_eigenvalues
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._operator import CurvatureOperator
+from ._spectrum import plot_spectral_density, spectral_density
 from ._state import model_state
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
+from ._trace import TRACE_METHODS, layer_curvature, trace_estimate
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
 # use, which warns on recent torch; the warning is about torch internals, not user code.
@@ -22,6 +24,11 @@ __all__ = [
     "hutchinson",
     "top_eigenvalues",
     "CurvatureOperator",
+    "spectral_density",
+    "plot_spectral_density",
+    "trace_estimate",
+    "layer_curvature",
+    "TRACE_METHODS",
     "hessian_statistics",
     "batch_statistics",
     "model_state",
