@@ -162,3 +162,51 @@ def test_plot_spectral_density(tiny_exact):
     assert len(ax.lines) == 1 and ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="columns"):
         plot_spectral_density(df.rename(columns={"density": "d"}))
+
+
+# ---- probe columns, callback --------------------------------------------------------
+
+def test_probe_sharpness_columns_are_the_full_space_extremes():
+    from goldisk.estimators import SCORES, CurvatureProbe
+
+    net, X, y = tiny_problem(3, hidden=(6,))
+    ev = torch.linalg.eigvalsh(brute_force_hessian(net, X, y)).numpy()
+    g = torch.linalg.eigvalsh(brute_force_gauss_newton(net, X, y)).numpy()
+    probe = CurvatureProbe(dim=4, n_subspaces=2, random_state=0, sharpness=True,
+                           score="lambda_max")
+    table = probe.measure(net, X.numpy(), y.numpy())
+    assert {"lambda_max", "lambda_min", "ggn_lambda_max"} <= set(SCORES)
+    assert table["lambda_max"].tolist() == [pytest.approx(ev[-1], rel=1e-8)] * 2
+    assert table["lambda_min"].iloc[0] == pytest.approx(ev[0], rel=1e-8)
+    assert table["ggn_lambda_max"].iloc[0] == pytest.approx(g[-1], rel=1e-8)
+    assert probe(net, X.numpy(), y.numpy()) == pytest.approx(ev[-1], rel=1e-8)
+    # opt-in: absent by default; asked for as columns alone, no subspace Hessian is needed
+    assert "lambda_max" not in CurvatureProbe(dim=4, random_state=0).measure(net, X, y)
+    only = CurvatureProbe(dim=4, random_state=0)._measure(net, X, y, "cross_entropy",
+                                                          columns=["lambda_max"])
+    assert only["lambda_max"].iloc[0] == pytest.approx(ev[-1], rel=1e-8)
+    with pytest.raises(ValueError, match="sharpness must be"):
+        CurvatureProbe(sharpness="yes").measure(net, X, y)
+
+
+def test_sharpness_tracker_records_lambda_max_of_the_trained_module():
+    from goldisk import GoldilocksClassifier
+    from goldisk.callbacks import SharpnessTracker
+    from goldisk.models import MLP
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    tracker = SharpnessTracker(every=2, max_samples=50, tol=1e-10, record_edge=True)
+    net = GoldilocksClassifier(MLP, module__hidden=(6,), max_epochs=4, lr=0.05,
+                               random_state=0, callbacks=[tracker]).fit(X, y)
+    rec = [h.get("lambda_max") for h in net.history]
+    assert rec[0] is None and rec[2] is None and rec[1] is not None and rec[3] is not None
+    module = net.module_.double()
+    Xs = torch.as_tensor(X[:50]).float().double()  # as the net feeds it
+    H = brute_force_hessian(module, Xs, torch.as_tensor(y[:50]))
+    lam = float(torch.linalg.eigvalsh(H)[-1])
+    assert rec[3] == pytest.approx(lam, rel=1e-8)
+    assert net.history[-1, "lambda_max_edge"] == pytest.approx(0.05 * lam / 2, rel=1e-8)
+    with pytest.raises(ValueError, match="every must"):
+        GoldilocksClassifier(MLP, module__hidden=(6,), max_epochs=1,
+                             callbacks=[SharpnessTracker(every=0)]).fit(X, y)
