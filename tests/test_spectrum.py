@@ -210,3 +210,30 @@ def test_sharpness_tracker_records_lambda_max_of_the_trained_module():
     with pytest.raises(ValueError, match="every must"):
         GoldilocksClassifier(MLP, module__hidden=(6,), max_epochs=1,
                              callbacks=[SharpnessTracker(every=0)]).fit(X, y)
+
+
+# ---- the same statistics for the subspace Hessian --------------------------------------
+
+def test_subspace_result_spectrum_statistics():
+    from goldisk.curvature import eigen_statistics, subspace_hessian
+    from goldisk.projections import make_projection
+
+    net, X, y = tiny_problem(4, hidden=(6,))
+    H = brute_force_hessian(net, X, y)
+    P = make_projection("dense", D=H.shape[0], d=8, random_state=0)
+    res = subspace_hessian(net, X, y, P)
+    Pm = P.columns(0, 8).T  # (D, d)
+    ev = torch.linalg.eigvalsh(Pm.T @ H @ Pm).numpy()
+    np.testing.assert_allclose(res.top_eigenvalues(3), ev[::-1][:3], atol=1e-10)
+    np.testing.assert_allclose(res.top_eigenvalues(2, which="both"),
+                               [ev[-1], ev[-2], ev[1], ev[0]], atol=1e-10)
+    assert res.top_eigenvalues(1, operator="ggn")[0] >= 0
+    stats = eigen_statistics(res.H, k=2, prefix="s_")
+    assert stats["s_lambda_max"] == pytest.approx(ev[-1], abs=1e-10)
+    assert stats["s_lambda_min_2"] == pytest.approx(ev[1], abs=1e-10)
+    df = res.spectral_density()
+    assert np.trapezoid(df["density"], df["eigenvalue"]) == pytest.approx(1, abs=1e-12)
+    mean = np.trapezoid(df["eigenvalue"] * df["density"], df["eigenvalue"])
+    assert mean == pytest.approx(ev.mean(), abs=1e-6 * np.abs(ev).max())
+    with pytest.raises(ValueError, match="k must"):
+        res.top_eigenvalues(9)

@@ -9,7 +9,7 @@ from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._operator import CurvatureOperator
 from ._spectrum import plot_spectral_density, spectral_density
 from ._state import model_state
-from ._stats import STATISTICS, batch_statistics, hessian_statistics
+from ._stats import STATISTICS, batch_statistics, eigen_statistics, hessian_statistics
 from ._trace import TRACE_METHODS, layer_curvature, trace_estimate
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
@@ -30,6 +30,7 @@ __all__ = [
     "layer_curvature",
     "TRACE_METHODS",
     "hessian_statistics",
+    "eigen_statistics",
     "batch_statistics",
     "model_state",
     "per_sample_loss",
