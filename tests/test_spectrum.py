@@ -237,3 +237,33 @@ def test_subspace_result_spectrum_statistics():
     assert mean == pytest.approx(ev.mean(), abs=1e-6 * np.abs(ev).max())
     with pytest.raises(ValueError, match="k must"):
         res.top_eigenvalues(9)
+
+
+# ---- CLI ------------------------------------------------------------------------------
+
+def test_cli_spectrum_outputs_and_resume(tmp_path, capsys):
+    import pandas as pd
+
+    from goldisk.cli import main
+
+    out = tmp_path / "spec"
+    args = ["spectrum", "--dataset", "circles", "--max-samples", "80", "--hidden", "6",
+            "--no-progress", "--radii", "0.3,1,3", "--density-radii", "1", "--k", "2",
+            "--n-probes", "2", "--n-steps", "10", "--tol", "1e-10", "--out", str(out)]
+    assert main(args) == 0
+    eig = pd.read_csv(out / "eigenvalues.csv")
+    dens = pd.read_csv(out / "density.csv")
+    assert (out / "spectrum.png").exists()
+    assert len(eig) == 3 * 2 * 4 and eig["converged"].all()
+    g = eig[eig["operator"] == "ggn"]
+    assert (g["eigenvalue"] >= -1e-10 * g["eigenvalue"].abs().max()).all()  # G is PSD
+    for _, d in dens.groupby("operator"):
+        assert np.trapezoid(d["density"], d["eigenvalue"]) == pytest.approx(1, abs=1e-9)
+    # a run killed after the first radius: --resume redoes the rest, identically
+    text = (out / "eigenvalues.csv").read_text().splitlines(keepends=True)
+    (out / "eigenvalues.csv").write_text("".join(text[:9]) + text[9][:10])
+    assert main(args + ["--resume"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "eigenvalues.csv"), eig)
+    assert main(args + ["--resume", "--k", "3"]) == 2  # other settings are refused
+    assert main(args[:-2] + ["--operators", "fisher", "--out", str(tmp_path / "x")]) == 2
+    assert "--operators must be" in capsys.readouterr().err
