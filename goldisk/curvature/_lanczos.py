@@ -60,14 +60,15 @@ def _keep(m, keep_n, which):
 
 
 def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype, device,
-                    locked=None, scale_hint=0.0):
+                    locked=None, scale_hint=0.0, history=None):
     """Core thick-restart Lanczos on ``matvec`` (``(D,) -> (D,)``), in the orthogonal
     complement of the rows of ``locked`` (converged eigenvectors) when given.
 
     Returns the wanted Ritz values (ascending), their residual norms, Ritz vectors (rows),
     the number of products, whether all converged, and the number of restarts.
     Convergence is checked after every product (an ``eigh`` of at most ``ncv x ncv``,
-    negligible next to a product over the dataset).
+    negligible next to a product over the dataset). ``history``, a list, gets the wanted
+    Ritz values after every product (for benchmarks).
     """
     if locked is not None:
         D_free = D - len(locked)
@@ -110,6 +111,8 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
             f = w / beta if beta > 0 else None
         want = _wanted(theta, k, which)
         res = beta * S[j - 1].abs()
+        if history is not None:
+            history.append(theta[want].tolist())
         exact = j >= D_free
         converged = exact or (len(want) == n_want and bool((res[want] <= tol * scale).all()))
         if converged or n_mv >= max_iter:
