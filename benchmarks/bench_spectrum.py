@@ -87,7 +87,7 @@ def _pyhessian():
 def goldisk_lanczos_history(net, X, y, max_iter):
     op = CurvatureOperator(net, X, y, batch_size=len(X))
     hist = []
-    lanczos_extreme(op.matmat, op.D, 1, "largest", tol=0.0, max_iter=max_iter, ncv=40,
+    lanczos_extreme(op.matmat, op.D, 1, "largest", tol=1e-10, max_iter=max_iter, ncv=40,
                     generator=torch.Generator().manual_seed(0), dtype=op.dtype,
                     device=op.device, history=hist)
     return [h[-1] for h in hist]

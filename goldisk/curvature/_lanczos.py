@@ -80,7 +80,9 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
         D_free = D
     n_want = min(k if which != "both" else 2 * k, D_free)
     ncv = int(min(D_free, max(ncv, n_want + 2)))
-    V = torch.zeros(ncv, D, dtype=dtype, device=device)
+    # rows past the current basis are never read: no zero fill (it would fault in
+    # ncv x D floats up front)
+    V = torch.empty(ncv, D, dtype=dtype, device=device)
     T = torch.zeros(ncv, ncv, dtype=torch.float64)
     eps = torch.finfo(dtype).eps
 
@@ -129,7 +131,6 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
         Y = S[:, keep].T.to(device, dtype) @ V[:j]
         coupling = beta * S[j - 1, keep]
         nk = len(keep)
-        V.zero_()
         T.zero_()
         V[:nk] = Y
         T[:nk, :nk] = torch.diag(theta[keep])
