@@ -267,3 +267,35 @@ def test_cli_spectrum_outputs_and_resume(tmp_path, capsys):
     assert main(args + ["--resume", "--k", "3"]) == 2  # other settings are refused
     assert main(args[:-2] + ["--operators", "fisher", "--out", str(tmp_path / "x")]) == 2
     assert "--operators must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("operator", ["hessian", "ggn"])
+def test_batched_products_equal_the_loop(tiny_exact, operator, monkeypatch):
+    # blocks go through one batched double backward on GPUs (LOOP_MAX = 0 forces it here)
+    from goldisk.curvature import _operator, _reverse
+    from goldisk.curvature._operator import CurvatureOperator
+
+    net, X, y, H, G = tiny_exact
+    V = torch.randn(5, H.shape[0], generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    loop = CurvatureOperator(net, X, y, operator=operator, batch_size=13).matmat(V)
+    monkeypatch.setattr(_operator, "LOOP_MAX", 0)
+    monkeypatch.setattr(_reverse, "LOOP_MAX", 0)
+    batched = CurvatureOperator(net, X, y, operator=operator, batch_size=13).matmat(V)
+    exact = V @ (H if operator == "hessian" else G)
+    torch.testing.assert_close(loop, exact, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(batched, exact, rtol=1e-10, atol=1e-12)
+
+
+def test_products_without_kept_graphs_are_the_same(tiny_exact, monkeypatch):
+    # past the memory budget every product rebuilds the mini-batch graphs
+    from goldisk.curvature import _operator
+
+    net, X, y, H, _ = tiny_exact
+    monkeypatch.setattr(_operator, "GRAPH_BUDGET_BYTES", 0)
+    op = _operator.CurvatureOperator(net, X, y, batch_size=13)
+    assert op._graphs is None
+    v = torch.ones(H.shape[0], dtype=torch.float64)
+    torch.testing.assert_close(op.matmat(v), H @ v, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op.matmat(v), H @ v, rtol=1e-10, atol=1e-12)
+    assert op.n_matvecs == 2
