@@ -299,3 +299,26 @@ def test_products_without_kept_graphs_are_the_same(tiny_exact, monkeypatch):
     torch.testing.assert_close(op.matmat(v), H @ v, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(op.matmat(v), H @ v, rtol=1e-10, atol=1e-12)
     assert op.n_matvecs == 2
+
+
+def test_benchmark_exact_trace_is_the_hessian_trace_for_relu_mlps():
+    # bench_spectrum's reference: the H-term's diagonal blocks vanish for a ReLU MLP
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench_dir))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_spectrum",
+                                                      bench_dir / "bench_spectrum.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(bench_dir))
+    net, X, y = tiny_problem(6, hidden=(7, 5), act="relu")
+    H = brute_force_hessian(net, X, y)
+    assert bench.exact_trace(net, X, y, chunk=7) == pytest.approx(float(torch.trace(H)),
+                                                                   rel=1e-10)
+    G = brute_force_gauss_newton(net, X, y)
+    assert float(torch.trace(H - G)) == pytest.approx(0, abs=1e-12)
