@@ -4,8 +4,8 @@ Kept free of heavy imports (no torch) so that building the command-line parser
 (``goldisk --help``) can offer the same choices without loading torch.
 """
 
-__all__ = ["DECOMPOSE_PARTS", "EXPERIMENTS", "LOSSES", "MODEL_NAMES",
-           "PROJECTIONS", "REFERENCES", "SCALER_REFERENCES", "SCORES", "STATE", "STATISTICS",
+__all__ = ["DECOMPOSE_PARTS", "EXPERIMENTS", "LOSSES", "MODEL_NAMES", "PROJECTIONS",
+           "REFERENCES", "SCALER_REFERENCES", "SCORES", "SHARPNESS", "STATE", "STATISTICS",
            "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
 
 #: ``goldisk.models.make_model`` names.
@@ -32,10 +32,13 @@ LOSSES = ("cross_entropy", "mse")
 STATISTICS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
 #: The model-state columns of ``model_state`` that ``CurvatureProbe`` records.
 STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
+#: Full-space extreme eigenvalues (``CurvatureProbe(sharpness=True)``: Lanczos products).
+SHARPNESS = ("lambda_max", "lambda_min", "ggn_lambda_max")
 #: Every column ``CurvatureProbe.measure`` can return that may serve as ``score``: the
-#: statistics of ``H``, of its Gauss-Newton part ``g_`` and H-term ``h_``, and the state.
+#: statistics of ``H``, of its Gauss-Newton part ``g_`` and H-term ``h_``, the state and
+#: the (opt-in) full-space sharpness.
 SCORES = (*STATISTICS, *("g_" + s for s in STATISTICS), *("h_" + s for s in STATISTICS),
-          "g_dominance", *STATE)
+          "g_dominance", *STATE, *SHARPNESS)
 
 
 def dataset_key(name) -> str:

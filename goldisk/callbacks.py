@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._callbacks_sharpness import SharpnessTracker
 from ._flat import parameter_vector
 from ._names import SCORES
 from ._subspace import SubspaceModule
@@ -34,6 +35,7 @@ from ._validation import is_int
 __all__ = [
     "RadiusTracker",
     "CurvatureTracker",
+    "SharpnessTracker",
     "ZeroLogitTracker",
     "NonFiniteStopper",
     "NonFiniteTrainingError",
