@@ -39,13 +39,14 @@ from .._validation import (
     model_device,
     second_order,
 )
+from ._contract import Unsupported, contract_hessian, contract_plan
 from ._losses import logit_hessian, per_sample_loss
 from ._reverse import output_sizes, reverse_chunk, reverse_hessian
 
 __all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model", "METHODS"]
 
 MAX_FULL_D = 20_000
-METHODS = ("auto", "reverse", "forward")
+METHODS = ("auto", "contract", "reverse", "forward")
 
 
 @dataclass
@@ -281,7 +282,13 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
                          "model (or pass a nonzero point) first.")
     scale_list = [1.0] if scales is None else scales  # (floats: check_scales)
     n = len(X)
-    if method == "auto":
+    if method in ("auto", "contract"):
+        plan = _contract_plan(net, layout, w0, projection, loss, X, y, batch_size, dtype,
+                              device, feed, method, scale_chunk)
+        if plan is not None:
+            H, G, L = contract_hessian(plan, layout, (w0 * s for s in scale_list), P, kind, X,
+                                       y, loss, gauss_newton, batch_size, feed)
+            return _finish(H, G, L, n, scales)
         forward = device.type == "cuda" or (scale_chunk or 1) > 1
         method = "forward" if forward else "reverse"
     if method == "reverse":
@@ -346,6 +353,24 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
                 AU = (A @ Ub).flatten(1, 2)  # (r, B*C, d)
                 G[sl] += Ub.flatten(1, 2).transpose(1, 2) @ AU
     return _finish(H, G, L, n, scales)
+
+
+def _contract_plan(net, layout, w0, projection, loss, X, y, batch_size, dtype, device, feed,
+                   method, scale_chunk):
+    """The contraction engine's plan when ``method`` asks for it (``"contract"``: or a
+    ValueError naming why not) or ``"auto"`` picks it (CPU, no ``scale_chunk > 1``, a
+    supported model), else ``None``."""
+    if method == "auto" and (device.type != "cpu" or (scale_chunk or 1) > 1):
+        return None
+    xb, _ = next(feed(X[:2], y[:2], 2, dtype, device))
+    try:
+        return contract_plan(net, layout, projection, loss, xb, w0)
+    except Unsupported as err:
+        if method == "auto":
+            return None
+        raise ValueError(
+            f"method='contract' cannot handle this problem: {err}. Use method='auto' (the "
+            "reverse engine takes any model) or method='reverse'.") from None
 
 
 def _finish(H, G, L, n, scales):
