@@ -2,6 +2,7 @@
 
 import warnings
 
+from ._gauss_newton import subspace_gauss_newton
 from ._hessian import CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
@@ -17,6 +18,7 @@ warnings.filterwarnings(
 __all__ = [
     "CurvatureResult",
     "subspace_hessian",
+    "subspace_gauss_newton",
     "hutchinson",
     "hessian_statistics",
     "batch_statistics",

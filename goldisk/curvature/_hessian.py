@@ -15,6 +15,7 @@ stores a D x d matrix (sparse, Fastfood) keeps it that way.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 import warnings
@@ -47,6 +48,9 @@ __all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model", "M
 
 MAX_FULL_D = 20_000
 METHODS = ("auto", "contract", "reverse", "forward")
+#: Set by ``subspace_gauss_newton``: only G is wanted (the contraction engine then skips
+#: the H-term; the other engines compute H anyway and it is dropped).
+G_ONLY = contextvars.ContextVar("goldisk_g_only", default=False)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class CurvatureResult:
 
     A leading batch dimension is present when several points (``scales``) were given.
     ``Hterm`` is ``H - G``, the part carrying the second derivatives of the logits.
+    ``H`` is ``None`` in the result of ``subspace_gauss_newton`` (G only).
     """
 
     H: torch.Tensor
@@ -64,12 +69,13 @@ class CurvatureResult:
 
     @property
     def Hterm(self):
-        return None if self.G is None else self.H - self.G
+        return None if self.G is None or self.H is None else self.H - self.G
 
     def block(self, k: int) -> CurvatureResult:
         """The result for the first ``k`` directions: the leading k x k blocks."""
         G = None if self.G is None else self.G[..., :k, :k]
-        return CurvatureResult(self.H[..., :k, :k], G, self.loss, self.n_samples)
+        H = None if self.H is None else self.H[..., :k, :k]
+        return CurvatureResult(H, G, self.loss, self.n_samples)
 
 
 def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn.Module:
@@ -287,7 +293,8 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
                               device, feed, method, scale_chunk)
         if plan is not None:
             H, G, L = contract_hessian(plan, layout, (w0 * s for s in scale_list), P, kind, X,
-                                       y, loss, gauss_newton, batch_size, feed)
+                                       y, loss, gauss_newton, batch_size, feed,
+                                       hessian=not G_ONLY.get())
             return _finish(H, G, L, n, scales)
         forward = device.type == "cuda" or (scale_chunk or 1) > 1
         method = "forward" if forward else "reverse"
@@ -374,6 +381,13 @@ def _contract_plan(net, layout, w0, projection, loss, X, y, batch_size, dtype, d
 
 
 def _finish(H, G, L, n, scales):
+    if G_ONLY.get():
+        H = None
+    if H is None:  # G only: report on G
+        G = 0.5 * (G + G.transpose(-1, -2))
+        if scales is None:
+            G, L = G[0], L[0]
+        return CurvatureResult(None, G, L, n)
     H = 0.5 * (H + H.transpose(-1, -2))
     if scales is None:
         H, L = H[0], L[0]
