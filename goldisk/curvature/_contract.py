@@ -23,135 +23,50 @@ Hypersphere: the directions become the columns of ``M = (I - u u^T) P`` and the 
 closed-form term of ``goldisk.curvature._reverse`` is added (with the gradient assembled
 from ``delta`` and the activations).
 
-Scope: ``nn.Sequential`` chains (nested ones too) and goldisk's ``MLP``/``LeNet300100`` of
-``nn.Linear``, ``nn.Flatten`` and the activations in ``ACTIVATIONS``, dense projections,
-softmax cross-entropy or MSE. Anything else is refused by :func:`contract_plan`, and
-``method="auto"`` then uses the reverse engine.
+Convolutions are the same with ``V_k a`` a convolution by the direction's kernel and
+``C_k`` a convolution's weight gradient (``_contract_ops``).
+
+Scope: ``nn.Sequential`` chains (nested ones too) and goldisk's ``MLP``, ``LeNet300100``,
+``LeNet5`` and ``SmallCNN`` of ``nn.Linear``, ``nn.Conv2d``, ``nn.AvgPool2d``,
+``nn.Flatten`` and elementwise activations, dense projections, softmax cross-entropy or
+MSE. Anything else is refused by :func:`contract_plan`, and ``method="auto"`` then uses
+the reverse engine.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import math
 
+import torch
+
+from ._contract_ops import Unsupported, chain_ops
 from ._losses import logit_gradient, logit_hessian, per_sample_loss
 
-__all__ = ["ACTIVATIONS", "Unsupported", "contract_plan", "contract_hessian"]
+__all__ = ["Unsupported", "contract_plan", "contract_hessian", "plan_for"]
 
 #: Bytes of one ``(sub-batch, d, width)`` tangent: the batch is cut into sub-batches so
 #: that the widest tangent stays under glibc's mmap threshold (see ``_reverse``).
 TANGENT_BYTES = 32 * 2**20
 
 
-class Unsupported(ValueError):
-    """The model or the projection is outside the contraction engine's scope."""
-
-
-def _relu(h, _m):
-    return torch.relu(h), (h > 0).to(h.dtype), None
-
-
-def _leaky(h, m):
-    one = torch.ones((), dtype=h.dtype, device=h.device)
-    slope = torch.where(h > 0, one, one * m.negative_slope)
-    return h * slope, slope, None
-
-
-def _tanh(h, _m):
-    t = torch.tanh(h)
-    d1 = 1 - t * t
-    return t, d1, -2 * t * d1
-
-
-def _sigmoid(h, _m):
-    s = torch.sigmoid(h)
-    d1 = s * (1 - s)
-    return s, d1, d1 * (1 - 2 * s)
-
-
-def _identity(h, _m):
-    return h, None, None
-
-
-#: Elementwise activations: value, first and second derivative (``None``: 1 or 0).
-ACTIVATIONS = {nn.ReLU: _relu, nn.LeakyReLU: _leaky, nn.Tanh: _tanh, nn.Sigmoid: _sigmoid,
-               nn.Identity: _identity}
-
-
-def _modules(net: nn.Module) -> list:
-    """The chain of leaf modules ``net`` applies, or raise :class:`Unsupported`."""
-    from ..models import MLP  # models import nothing from curvature
-
-    if type(net).forward is MLP.forward:  # x.reshape(N, -1), then the Sequential
-        return [nn.Flatten(), *_modules(net.net)]
-    if type(net).forward is not nn.Sequential.forward:
-        raise Unsupported(f"{type(net).__name__} is not an nn.Sequential chain or a goldisk "
-                          "MLP (its forward may do anything)")
-    out = []
-    for m in net:
-        if m._forward_hooks or m._forward_pre_hooks:
-            raise Unsupported(f"module {type(m).__name__} has forward hooks")
-        if isinstance(m, nn.Sequential) or type(m).forward is MLP.forward:
-            out += _modules(m)
-        elif type(m) in ACTIVATIONS or type(m) is nn.Linear:
-            if getattr(m, "parametrizations", None):
-                raise Unsupported(f"{type(m).__name__} has a parametrization")
-            out.append(m)
-        elif type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1:
-            out.append(m)
-        else:
-            raise Unsupported(f"layer {type(m).__name__} is not supported (nn.Linear, "
-                              f"nn.Flatten and {', '.join(a.__name__ for a in ACTIVATIONS)})")
-    return out
-
-
 class _Plan:
-    """The chain as ops: ``("linear", module, weight name, bias name)`` (names in the
-    layout, ``None`` when frozen or absent), ``("act", fn, module)``, ``("flatten",)``."""
+    """The model as a chain of ops (``_contract_ops``), checked against the model."""
 
     def __init__(self, net, layout):
-        names = {id(p): n for n, p in net.named_parameters()}
-        wanted = set(layout.names)
-
-        def name(t):
-            n = names.get(id(t)) if t is not None else None
-            return n if n in wanted else None
-
-        self.ops, self.slices = [], dict(layout.slices())
-        self.shapes = dict(zip(layout.names, layout.shapes, strict=True))
-        for m in _modules(net):
-            if isinstance(m, nn.Linear):
-                self.ops.append(("linear", m, name(m.weight), name(m.bias)))
-            elif isinstance(m, nn.Flatten):
-                self.ops.append(("flatten",))
-            else:
-                self.ops.append(("act", ACTIVATIONS[type(m)], m))
-        if not any(op[0] == "linear" for op in self.ops):
-            raise Unsupported("the chain has no nn.Linear layer")
+        self.ops = chain_ops(net, layout)
+        self.slices = dict(layout.slices())
+        self.first = next((i for i, op in enumerate(self.ops)
+                           if op.kind == "layer" and (op.wn or op.bn)), None)
+        self.width = 1
 
     def forward(self, values, x):
         """Logits, and per op its input (``acts``) and activation derivatives."""
         acts, derivs = [], []
         for op in self.ops:
             acts.append(x)
-            if op[0] == "flatten":
-                x, dv = x.reshape(x.shape[0], -1), None
-            elif op[0] == "linear":
-                if x.dim() != 2:
-                    raise Unsupported("an nn.Linear layer gets an input that is not (N, "
-                                      "features); flatten it first")
-                W, b = _value(values, op[1], "weight", op[2]), _value(values, op[1], "bias", op[3])
-                x, dv = torch.nn.functional.linear(x, W, b), None
-            else:
-                x, d1, d2 = op[1](x, op[2])
-                dv = (d1, d2)
-            derivs.append(dv)
+            x, d1, d2 = op.forward(values, x)
+            derivs.append((d1, d2))
         return x, acts, derivs
-
-
-def _value(values, module, attr, name):
-    t = getattr(module, attr)
-    return t if name is None else values[name]
 
 
 def contract_plan(net, layout, projection, loss, x_sample, w):
@@ -165,12 +80,33 @@ def contract_plan(net, layout, projection, loss, x_sample, w):
     if x_sample.dtype != w.dtype:
         raise Unsupported("integer inputs (embeddings) are not supported")
     plan = _Plan(net, layout)
+    if plan.first is None:
+        raise Unsupported("no layer has a trainable parameter")
     with torch.no_grad():
-        z, _, _ = plan.forward(layout.unflatten(w), x_sample)
+        z, acts, _ = plan.forward(layout.unflatten(w), x_sample)
         ref = layout.call(net, w, x_sample)
-    if z.shape != ref.shape or not torch.allclose(z, ref, rtol=1e-5, atol=1e-6):
+    if z.shape != ref.shape or z.dim() != 2 or not torch.allclose(z, ref, rtol=1e-5, atol=1e-6):
         raise Unsupported("the chain of its layers does not reproduce the model's output")
+    plan.width = max(a[0].numel() for a in [*acts[plan.first + 1:], z])  # widest tangent
     return plan
+
+
+def plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, feed,
+             scale_chunk):
+    """The plan when ``method`` asks for this engine (``"contract"``: or a ValueError naming
+    why not) or ``"auto"`` picks it (CPU, no ``scale_chunk > 1``, a supported model, checked
+    on two samples), else ``None``."""
+    if method == "auto" and (device.type != "cpu" or (scale_chunk or 1) > 1):
+        return None
+    xb, _ = next(feed(X[:2], y[:2], 2, dtype, device))
+    try:
+        return contract_plan(net, layout, projection, loss, xb, w0)
+    except Unsupported as err:
+        if method == "auto":
+            return None
+        raise ValueError(
+            f"method='contract' cannot handle this problem: {err}. Use method='auto' (the "
+            "reverse engine takes any model) or method='reverse'.") from None
 
 
 def _rows(P, plan, u=None, b=None):
@@ -200,62 +136,56 @@ def _batch(plan, values, rows, xb, yb, loss, n, hessian, acc):
     """Add one sub-batch's loss, G, and (``hessian``) the C and s'' terms to ``acc``."""
     z, acts, derivs = plan.forward(values, xb)
     acc["L"] += per_sample_loss(z, yb, loss).sum() / n
-    B = len(xb)
+    B, d = len(xb), acc["S"].shape[0]
     deltas = [None] * len(plan.ops)  # dL/d(output of op)
     if hessian:
         delta = logit_gradient(z, yb, loss) / n
-        for i in range(len(plan.ops) - 1, -1, -1):
+        for i in range(len(plan.ops) - 1, plan.first - 1, -1):
             op = plan.ops[i]
             deltas[i] = delta
-            if op[0] == "linear":
+            if i == plan.first and "g" not in acc:
+                break
+            if op.kind == "layer":
                 if "g" in acc:  # the gradient (hypersphere only)
-                    if op[2] is not None:
-                        acc["g"][op[2]] += (delta.T @ acts[i]).reshape(-1)
-                    if op[3] is not None:
-                        acc["g"][op[3]] += delta.sum(0)
-                delta = delta @ _value(values, op[1], "weight", op[2])
-            elif op[0] == "act" and derivs[i][0] is not None:
-                delta = delta * derivs[i][0]
-            elif op[0] == "flatten":
-                delta = delta.reshape(acts[i].shape)
+                    gw, gb = op.grads(acts[i], delta)
+                    if op.wn is not None:
+                        acc["g"][op.wn] += gw
+                    if op.bn is not None:
+                        acc["g"][op.bn] += gb
+                if i > plan.first:
+                    delta = op.backward(values, acts[i], delta)
+            elif op.kind == "act":
+                if derivs[i][0] is not None:
+                    delta = delta * derivs[i][0]
+            else:
+                delta = op.backward(acts[i], delta)
     t = None  # tangent (B, d, ...) of the current activation; None: zero
     for i, op in enumerate(plan.ops):
-        if op[0] == "flatten":
-            t = None if t is None else t.reshape(B, t.shape[1], -1)
-        elif op[0] == "linear":
-            m, wn, bn = op[1], op[2], op[3]
-            a = acts[i]
-            if hessian and t is not None and wn is not None:  # C += delta^T da (out, d*in)
-                C = deltas[i].T @ t.reshape(B, -1)
-                acc["C"][wn] = C if wn not in acc["C"] else acc["C"][wn].add_(C)
-            new = None
-            if wn is not None:
-                new = (a @ rows[wn].view(-1, a.shape[1]).T).view(B, -1, m.out_features)
-            if t is not None:
-                tw = t @ _value(values, m, "weight", wn).T
-                new = tw if new is None else new.add_(tw)
-            if bn is not None:
-                new = (rows[bn][None].expand(B, -1, -1) if new is None
-                       else new.add_(rows[bn][None]))
-            t = new
-        elif t is not None:  # activation
+        if op.kind == "layer":
+            if hessian and t is not None and op.wn is not None:  # C += delta^T da
+                C = op.cterm(t, deltas[i], B, d)
+                acc["C"][op.wn] = C if op.wn not in acc["C"] else acc["C"][op.wn].add_(C)
+            t = op.tangent(values, rows, acts[i], t, B, d)
+        elif t is None:
+            continue
+        elif op.kind == "linop":
+            t = op.tangent(t, B, d)
+        else:
             d1, d2 = derivs[i]
             if hessian and d2 is not None:  # (g s'') . dh_j dh_k
-                s = deltas[i] * d2
-                tt = t.transpose(0, 1).reshape(t.shape[1], -1)
-                acc["S"] += tt @ (t * s[:, None, :]).transpose(0, 1).reshape(t.shape[1], -1).T
+                s = (deltas[i] * d2).unsqueeze(1)
+                acc["S"] += t.transpose(0, 1).reshape(d, -1) @ (t * s).transpose(0, 1).reshape(
+                    d, -1).T
             if d1 is not None:
-                t = t * d1[:, None, :]
-    d = acc["S"].shape[0]
+                d1 = d1.unsqueeze(1)
+                t = t.mul_(d1) if t.is_contiguous() else t * d1  # (an expanded bias: copy)
     if t is None:  # the output depends on no direction
         t = torch.zeros(B, d, z.shape[-1], dtype=z.dtype, device=z.device)
     acc["G"] += _gn(t, z, yb, loss, n)
 
 
 def _sub_batch(plan, xb, d):
-    widths = [op[1].out_features for op in plan.ops if op[0] == "linear"]
-    per = d * max(widths) * xb.element_size()
-    return int(max(8, TANGENT_BYTES // per))
+    return int(max(8, TANGENT_BYTES // (d * plan.width * xb.element_size())))
 
 
 def _point(plan, layout, base, P, kind, X, y, loss, gauss_newton, hessian, batch_size, feed):
@@ -285,7 +215,8 @@ def _point(plan, layout, base, P, kind, X, y, loss, gauss_newton, hessian, batch
         return None, G, acc["L"]
     M = zero.clone()
     for wn, C in acc["C"].items():  # C: (out, d * in) -> M_jk = <V_j, C_k>
-        out, inp = layout.shapes[layout.names.index(wn)]
+        shape = layout.shapes[layout.names.index(wn)]
+        out, inp = shape[0], math.prod(shape[1:])
         Ck = C.view(out, d, inp).transpose(0, 1).reshape(d, -1)
         M += rows[wn] @ Ck.T
     H = G + M + M.T + acc["S"]
