@@ -14,7 +14,7 @@ from _common import median, timed
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from goldisk._flat import ParamLayout, parameter_vector
-from goldisk.curvature import per_sample_loss, subspace_hessian
+from goldisk.curvature import per_sample_loss, subspace_gauss_newton, subspace_hessian
 from goldisk.curvature._hessian import batches
 from goldisk.models import MLP, init_weights_
 from goldisk.projections import make_projection
@@ -23,6 +23,8 @@ DIMS = (10, 50, 100, 200)
 QUICK_DIMS = (10, 100)
 PEERS = ("autograd", "autograd-vec", "hvp-loop", "pyhessian", "curvlinops")
 GOLDISK = ("goldisk", "goldisk+G", "goldisk-sparse", "goldisk-fastfood")
+#: the contraction engine against the reverse engine it replaces, and G alone
+CONTRACT = ("goldisk-reverse", "goldisk-G", "curvlinops-ggn")
 VARIANTS = ("goldisk-forward", "goldisk-chunk=d", "rr-vmap")
 GRADIENT = "gradient"  # pseudo-method: one full-batch gradient (the unit of cost)
 GRAD_REPEATS = 5
@@ -91,6 +93,25 @@ def h_goldisk(net, X, y, P, *, batch_size, chunk_size=None, gauss_newton=False,
     res = subspace_hessian(net, X, y, P, batch_size=batch_size, chunk_size=chunk_size,
                            gauss_newton=gauss_newton, dtype=X.dtype, method=method)
     return res.H, res.G
+
+
+def g_goldisk(net, X, y, P, *, batch_size, **_):
+    """``subspace_gauss_newton``: G alone (the contraction engine: forward tangents only)."""
+    res = subspace_gauss_newton(net, X, y, P, batch_size=batch_size, dtype=X.dtype)
+    return None, res.G
+
+
+def g_curvlinops(net, X, y, P, *, batch_size, **_):
+    """curvlinops 3: ``GGNLinearOperator(...) @ P`` (all d columns at once), then P^T."""
+    from curvlinops import GGNLinearOperator
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    data = list(zip(X.split(batch_size), y.split(batch_size), strict=True))
+    op = GGNLinearOperator(net, torch.nn.CrossEntropyLoss(), params, data,
+                           check_deterministic=False, num_data=len(X))
+    Pd = P.weight if P.kind == "dense" else P.to_dense()
+    G = P.transpose((op @ Pd).T).T
+    return None, 0.5 * (G + G.T)
 
 
 def h_autograd(net, X, y, P, *, vectorize=False, **_):
@@ -201,6 +222,9 @@ METHODS = {
     "goldisk": (h_goldisk, {}),
     "goldisk+G": (h_goldisk, {"gauss_newton": True}),
     "goldisk-forward": (h_goldisk, {"method": "forward"}),
+    "goldisk-reverse": (h_goldisk, {"method": "reverse"}),
+    "goldisk-G": (g_goldisk, {}),
+    "curvlinops-ggn": (g_curvlinops, {}),
     "goldisk-sparse": (h_goldisk, {}),
     "goldisk-fastfood": (h_goldisk, {}),
     "autograd": (h_autograd, {}),
@@ -211,7 +235,8 @@ METHODS = {
     "goldisk-chunk=d": (h_goldisk, {"chunk": "d"}),
     "rr-vmap": (h_rr_vmap, {}),
 }
-REQUIRES = {"pyhessian": "pyhessian", "curvlinops": "curvlinops"}
+REQUIRES = {"pyhessian": "pyhessian", "curvlinops": "curvlinops",
+            "curvlinops-ggn": "curvlinops"}
 
 
 def available(method) -> bool:

@@ -8,11 +8,13 @@ orthonormal ``P = make_projection("dense", D, d, random_state=0)``.
 Methods (all give the same d x d matrix ``P^T H P`` up to rounding):
 
 ``goldisk``           ``subspace_hessian(..., gauss_newton=False)``, dense P (the H-only row);
-                      ``method="auto"``: reverse-over-reverse on CPU, forward-over-reverse
-                      on CUDA
+                      ``method="auto"``: the contraction engine on CPU for this MLP,
+                      forward-over-reverse on CUDA
 ``goldisk+G``         the same with ``gauss_newton=True`` (H and G)
-``goldisk-sparse``    goldisk with ``make_projection("sparse", ...)`` (another subspace)
-``goldisk-fastfood``  goldisk with ``make_projection("fastfood", ...)`` (another subspace)
+``goldisk-reverse``   ``method="reverse"`` (the CPU default before the contraction engine)
+``goldisk-G``         ``subspace_gauss_newton``: G alone (compared with ``goldisk+G``'s G)
+``curvlinops-ggn``    ``GGNLinearOperator(model, loss, params, data) @ P``, then ``P^T``
+``goldisk-sparse``, ``goldisk-fastfood``: goldisk with that ``make_projection`` kind
 ``autograd``          ``torch.autograd.functional.hessian`` of ``theta -> loss(w0 + P theta)``
 ``autograd-vec``      the same with ``vectorize=True``
 ``hvp-loop``          PyHessian-style: one gradient with ``create_graph=True``, then for each
@@ -42,9 +44,7 @@ time of one full-batch gradient of the same loss on the same data.
 Usage::
 
     python benchmarks/bench_hessian.py            # full: d = 10 50 100 200, 3 repeats
-    python benchmarks/bench_hessian.py --quick    # about 10 minutes on 2 CPU cores
-    python benchmarks/bench_hessian.py --device cuda
-    python benchmarks/bench_hessian.py --check-allocations   # only the allocation audit
+    python benchmarks/bench_hessian.py --quick    # (--device cuda; --check-allocations)
 
 Results: a table on stdout and ``benchmarks/results/bench_hessian_<device>.json``.
 """
@@ -74,6 +74,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 from _hessian_methods import (  # noqa: E402
+    CONTRACT,
     DIMS,
     GOLDISK,
     GRAD_REPEATS,
@@ -182,7 +183,6 @@ class Worker:
 
     def ready(self):
         return self._reply()
-
     def _reply(self):
         if self.error:
             return None
@@ -337,8 +337,8 @@ def main(argv=None):
     args.repeats = args.repeats or (2 if args.quick else 3)
     args.max_seconds = args.max_seconds or (15.0 if args.quick else 90.0)
     ref_max_d = args.ref_max_d if args.ref_max_d is not None else (10 if args.quick else 50)
-    methods = [m for m in (args.methods or (*GOLDISK, *PEERS,
-                                            *(VARIANTS if args.variants else ())))]
+    methods = list(args.methods or (*GOLDISK, *CONTRACT, *PEERS,
+                                    *(VARIANTS if args.variants else ())))
     missing = [m for m in methods if not available(m)]
     methods = [m for m in methods if m not in missing]
     t_start = time.perf_counter()
@@ -394,6 +394,9 @@ def main(argv=None):
             r["t_grad_s"] = t_grad_d
             r["per_dir_grad_eq"] = r["time_s"] / d / t_grad_d
             H_ref, ref_name = refs[r["projection"]]
+            if Hs[r["method"]]["H"] is None:  # G alone: against the other G
+                ref_name = "goldisk+G" if "goldisk+G" in Hs else "curvlinops-ggn"
+                H_ref, Hs[r["method"]]["H"] = Hs[ref_name]["G"], Hs[r["method"]]["G"]
             r["reference"] = ref_name
             r["rel_err"] = rel_err(Hs[r["method"]]["H"], H_ref)
             if base:

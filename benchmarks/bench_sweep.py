@@ -9,11 +9,18 @@ loop of Hessian-vector products (the PyHessian-style double-backward loop) on th
 
     python benchmarks/bench_sweep.py --device cuda            # Fig-4 workload on a GPU
     python benchmarks/bench_sweep.py --workload default       # default `goldisk sweep` on CPU
+    python benchmarks/bench_sweep.py --workload default --compare-engines contract reverse
+
+``--compare-engines``: only the sweep, once per engine and round (``--repeats``), the order
+rotating every round, with the sweep's ``subspace_hessian`` calls pinned to that engine
+(``method=``; ``contract`` is what ``method="auto"`` picks on CPU for this MLP), and the
+largest difference of the sweep's statistics between engines.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import sys
 import time
@@ -24,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, write_json  # noqa: E402
 
+import goldisk.sweep as sweep_mod  # noqa: E402
 from goldisk._flat import ParamLayout, parameter_vector
 from goldisk.curvature import per_sample_loss, subspace_hessian
 from goldisk.datasets import load_digits
@@ -75,6 +83,9 @@ def main(argv=None):
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="device fp64 peak for the fraction-of-floor line")
     ap.add_argument("--out", default=None, help="JSON path (default results/bench_sweep_...)")
+    ap.add_argument("--compare-engines", nargs="+", metavar="METHOD",
+                    help="time only the sweep, pinned to each subspace_hessian method")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
@@ -97,6 +108,8 @@ def main(argv=None):
     radius_sweep(model, X, y, radii=radii[:1], dims=(10,), n_subspaces=1, max_samples=100,
                  device=device, progress=False)
     sync(device)
+    if args.compare_engines:
+        return compare_engines(args, model, X, y, radii, dims, n_sub, samples, device)
     t0 = time.perf_counter()
     df = radius_sweep(model, X, y, radii=radii, dims=dims, n_subspaces=n_sub,
                       projection=args.projection, max_samples=samples, batch_size=1000,
@@ -155,6 +168,42 @@ def main(argv=None):
     print(f"summary: {args.workload} sweep {sweep_s:.2f} s on {device.type} "
           f"({out['sweep_speedup_vs_loop']:.1f}x the HVP loop); per configuration: goldisk "
           f"{ours_s:.3f} s, HVP loop {loop_s:.3f} s, {engines}; saved {path}")
+
+
+def compare_engines(args, model, X, y, radii, dims, n_sub, samples, device):
+    """The sweep once per engine and round, round-robin; times, and agreement of the rows."""
+    real = sweep_mod.subspace_hessian
+    times, frames = {m: [] for m in args.compare_engines}, {}
+    for rnd in range(args.repeats):
+        k = rnd % len(args.compare_engines)
+        for method in args.compare_engines[k:] + args.compare_engines[:k]:
+            sweep_mod.subspace_hessian = functools.partial(real, method=method)
+            try:
+                t0 = time.perf_counter()
+                frames[method] = radius_sweep(
+                    model, X, y, radii=radii, dims=dims, n_subspaces=n_sub,
+                    projection=args.projection, max_samples=samples, batch_size=1000,
+                    device=device, progress=False)
+                sync(device)
+                times[method].append(time.perf_counter() - t0)
+            finally:
+                sweep_mod.subspace_hessian = real
+            print(f"round {rnd}: {method} {times[method][-1]:.2f} s", flush=True)
+    first = frames[args.compare_engines[0]]
+    cols = ["trace_ratio", "frac_positive", "loss"]
+    diff = {m: float((f[cols] - first[cols]).abs().max().max()) for m, f in frames.items()}
+    med = {m: sorted(t)[len(t) // 2] for m, t in times.items()}
+    out = {"workload": args.workload, "device": str(device), "projection": args.projection,
+           "rows": len(first), "radii": len(radii), "dims": list(dims), "n_subspaces": n_sub,
+           "samples": samples, "times_s": times, "median_s": med,
+           "max_abs_diff_vs_first": diff, "threads": torch.get_num_threads(),
+           "environment": environment(str(device)),
+           "note": "round-robin on a shared 2-core machine (OMP_NUM_THREADS=1)"}
+    path = Path(args.out) if args.out else (
+        RESULTS / f"bench_sweep_{args.workload}_engines_{device.type}.json")
+    write_json(path, out)
+    print(f"median: {med}; largest difference of {cols} vs {args.compare_engines[0]}: "
+          f"{diff}; saved {path}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import warnings
 
+from ._gauss_newton import subspace_gauss_newton
 from ._hessian import MAX_FULL_D, CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
 from ._lanczos import top_eigenvalues
@@ -27,6 +28,7 @@ warnings.filterwarnings(
 __all__ = [
     "CurvatureResult",
     "subspace_hessian",
+    "subspace_gauss_newton",
     "hutchinson",
     "top_eigenvalues",
     "CurvatureOperator",

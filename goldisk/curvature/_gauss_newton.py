@@ -1,0 +1,48 @@
+"""The Gauss-Newton part alone: ``G = (J P)^T A (J P) / N`` from forward tangents only."""
+
+from __future__ import annotations
+
+import torch
+
+from ._hessian import G_ONLY, CurvatureResult, subspace_hessian
+
+__all__ = ["subspace_gauss_newton"]
+
+
+def subspace_gauss_newton(model, X, y, projection=None, *, point=None, kind="hyperplane",
+                          scales=None, loss="cross_entropy", batch_size=512, method="auto",
+                          dtype=torch.float64, device=None) -> CurvatureResult:
+    """Gauss-Newton matrix of the mean loss on a random subspace, without the Hessian.
+
+    ``G = sum_n (J_n M)^T A_n (J_n M) / N`` with ``M`` the subspace's Jacobian (``P`` on a
+    hyperplane), ``J_n`` the Jacobian of the logits and ``A_n`` the loss's logit Hessian:
+    the ``G`` of :func:`subspace_hessian` (same arguments, same value to rounding). With
+    the contraction engine (``method="auto"`` on CPU for chains of ``nn.Linear`` layers and
+    elementwise activations under a dense projection, or ``method="contract"``) it takes
+    the ``d`` forward tangents only, no backward pass at all; on any other model the
+    Hessian engines run and ``H`` is dropped.
+
+    Returns
+    -------
+    CurvatureResult
+        With ``H = None``, ``G`` and the loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from goldisk.projections import make_projection
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> X, y = torch.randn(32, 4, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3
+    >>> P = make_projection("dense", D=67, d=5, random_state=0)
+    >>> G = subspace_gauss_newton(net, X, y, P).G
+    >>> bool(torch.allclose(G, subspace_hessian(net, X, y, P).G))
+    True
+    """
+    token = G_ONLY.set(True)
+    try:
+        return subspace_hessian(model, X, y, projection, point=point, kind=kind,
+                                scales=scales, loss=loss, gauss_newton=True,
+                                batch_size=batch_size, method=method, dtype=dtype,
+                                device=device)
+    finally:
+        G_ONLY.reset(token)
