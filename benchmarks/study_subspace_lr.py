@@ -91,8 +91,12 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--mnist5k", action="store_true", help="mnist5k instead of digits")
     ap.add_argument("--hidden", default="100,100")
+    ap.add_argument("--adam-lrs", default=",".join(map(str, LRS["adam"])))
+    ap.add_argument("--sgd-lrs", default=",".join(map(str, LRS["sgd"])))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    lrs = {"adam": [float(v) for v in args.adam_lrs.split(",")],
+           "sgd": [float(v) for v in args.sgd_lrs.split(",")]}
     data = mnist5k() if args.mnist5k else digits()
     hidden = tuple(int(h) for h in args.hidden.split(","))
     rows, out = [], Path(args.out)
@@ -102,7 +106,7 @@ def main(argv=None):
                              [float(r) for r in args.radii.split(",")],
                              args.projections.split(","), args.optimizers.split(","))
     for seed, d, rho, proj, opt in grid:
-        for lr in LRS[opt]:
+        for lr in lrs[opt]:
             acc, sec, net = run_cell(data, hidden, d, rho, proj, opt, lr, args.epochs, seed)
             P = net.module_.projection
             rows.append({"dataset": "mnist5k" if args.mnist5k else "digits",

@@ -68,7 +68,7 @@ def test_measure_columns_rows_and_determinism(digits):
     pd.testing.assert_frame_equal(table, probe.measure(net, X, y))
     np.testing.assert_allclose(table["trace"], table["g_trace"] + table["h_trace"], rtol=1e-10)
     assert probe(net, X, y) == pytest.approx(table["trace_ratio"].mean(), rel=1e-12)
-    loss_probe = clone(probe).set_params(score="loss")
+    loss_probe = clone(probe).set_params(statistic="loss")
     assert loss_probe(net, X, y) == pytest.approx(-table["loss"].mean(), rel=1e-12)
 
 
@@ -167,16 +167,16 @@ def test_measure_regressor_uses_mse():
                       ("g_", brute_force_gauss_newton(net, Xt, yt, "mse"))):
         for key, value in hessian_statistics(M, prefix).items():
             assert full.loc[0, key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
-    with pytest.raises(ValueError, match="score='accuracy'"):
-        CurvatureProbe(dim=3, n_subspaces=1, score="accuracy")(reg, X, y)
+    with pytest.raises(ValueError, match="statistic=.accuracy."):
+        CurvatureProbe(dim=3, n_subspaces=1, statistic="accuracy")(reg, X, y)
 
 
 @pytest.mark.parametrize("params, name", [
     ({"dim": 0}, "dim"), ({"dim": 10_000}, "dim"), ({"dim": 2.5}, "dim"),
     ({"kind": "torus"}, "kind"), ({"projection": "magic"}, "projection"),
-    ({"score": "nope"}, "score"), ({"loss": "hinge"}, "loss"), ({"n_subspaces": 0},
+    ({"statistic": "nope"}, "statistic"), ({"loss": "hinge"}, "loss"), ({"n_subspaces": 0},
                                                                  "n_subspaces"),
-    ({"dtype": "float16"}, "dtype"), ({"gauss_newton": False, "score": "g_trace"}, "score"),
+    ({"dtype": "float16"}, "dtype"), ({"gauss_newton": False, "statistic": "g_trace"}, "statistic"),
     ({"random_state": -3}, "random_state"), ({"random_state": "x"}, "random_state"),
 ])
 def test_probe_invalid_parameters(params, name):

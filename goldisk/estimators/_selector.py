@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
+import types
 import warnings
 
 import numpy as np
@@ -12,7 +14,6 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._rng import check_random_state
@@ -38,17 +39,39 @@ def _net_prefix(estimator, path: str = "") -> str:
     return path
 
 
-def _delegate(method):
-    """Available when ``refit`` and the (best) estimator has ``method`` (as GridSearchCV)."""
-    def check(self):
-        if not self.refit:
-            raise AttributeError(
-                f"this GoldilocksSelector was built with refit=False: {method} is only "
-                "available when the best candidate is fitted (refit=True).")
-        est = self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator
-        return hasattr(est, method)
+class _delegate:  # noqa: N801 - used as a decorator, like sklearn's available_if
+    """A method available when ``refit`` and the (best) estimator has it (as GridSearchCV).
 
-    return check
+    Unlike ``available_if`` (whose AttributeError says only "has no attribute"), the
+    AttributeError says why: ``hasattr`` stays False, and ``sel.predict`` tells the user
+    that ``refit=False`` selectors only rank.
+    """
+
+    def __init__(self, method):
+        self.method = method
+
+    def __call__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        return self
+
+    def check(self, obj, method=True):
+        if not obj.refit:
+            raise AttributeError(
+                f"this GoldilocksSelector was built with refit=False, so it only ranks the "
+                f"candidates (candidates_, best_seed_) and has no {self.method}: fit it with "
+                f"refit=True, or fit clone(estimator).set_params(random_state="
+                f"selector.best_seed_) yourself.")
+        est = obj.best_estimator_ if hasattr(obj, "best_estimator_") else obj.estimator
+        if method and not hasattr(est, self.method):
+            raise AttributeError(f"{type(est).__name__} has no {self.method}, so neither has "
+                                 "this GoldilocksSelector.")
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        self.check(obj)
+        return types.MethodType(self.fn, obj)
 
 
 def _measure_candidate(estimator, prefix, seed, probe, criterion, X, y):
@@ -226,19 +249,19 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
                 setattr(self, name, value)
         return self
 
-    @available_if(_delegate("predict"))
+    @_delegate("predict")
     def predict(self, X):
         """Predict with ``best_estimator_``."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict(X)
 
-    @available_if(_delegate("predict_proba"))
+    @_delegate("predict_proba")
     def predict_proba(self, X):
         """Class probabilities from ``best_estimator_``."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict_proba(X)
 
-    @available_if(_delegate("score"))
+    @_delegate("score")
     def score(self, X, y, sample_weight=None):
         """``best_estimator_.score`` (accuracy for classifiers, R^2 for regressors)."""
         check_is_fitted(self, "best_estimator_")
@@ -248,7 +271,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     @property
     def classes_(self):
         """Labels of ``best_estimator_``."""
-        _delegate("classes_")(self)
+        _delegate("classes_").check(self, method=False)
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.classes_
 
