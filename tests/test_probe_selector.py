@@ -395,3 +395,13 @@ def test_parameter_objects_as_pipeline_steps_say_where_they_go(digits, obj, wher
         grid = GridSearchCV(pipe, {"goldilocksclassifier__init_scaler__radius": [0.5, 1.0]},
                             cv=2).fit(X, y)
         assert grid.best_params_["goldilocksclassifier__init_scaler__radius"] in (0.5, 1.0)
+
+
+def test_selector_default_probe_gives_a_score_spread(digits):
+    # the default probe measures two subspaces: score_std is the sample standard deviation
+    # of the criterion over them, a finite number
+    X, y = digits
+    sel = GoldilocksSelector(small_net(), n_candidates=2, criterion="trace_ratio",
+                             refit=False, random_state=0).fit(X, y)
+    assert np.isfinite(sel.candidates_["score_std"]).all()
+    assert (sel.candidates_["score_std"] > 0).all()

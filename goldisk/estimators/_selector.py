@@ -123,7 +123,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``criterion(estimator, X, y) -> float`` (higher is better) receives the
         initialized candidate.
     probe : CurvatureProbe or None, default=None
-        ``None``: ``CurvatureProbe(dim=20, n_subspaces=1, max_samples=500)``. A probe
+        ``None``: ``CurvatureProbe(dim=20, n_subspaces=2, max_samples=256)``, the probe of
+        the criterion study (two subspaces, so that ``score_std`` is a number). A probe
         without ``random_state``, or with a numpy Generator or RandomState as one, gets
         one int seed for all candidates (the same subspaces).
     refit : bool, default=True
@@ -142,7 +143,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``score_std`` (its standard deviation over the probe's subspaces, NaN for one
         subspace or a callable criterion) and the probe's statistics (means over its
         subspaces). Compare the spread of ``score`` across candidates with ``score_std``:
-        the default probe (one 20-dimensional subspace) ranks close candidates by noise;
+        the default probe (two 20-dimensional subspaces) ranks close candidates by noise;
         a probe with more subspaces (``n_subspaces``) or more directions (``dim``) ranks
         them more reliably.
     best_index_ : int
@@ -206,7 +207,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid random_state: {exc}") from exc
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=self.n_candidates)]
-        probe = CurvatureProbe(dim=20, n_subspaces=1, max_samples=500) if self.probe is None \
+        probe = CurvatureProbe(dim=20, n_subspaces=2, max_samples=256) if self.probe is None \
             else clone(self.probe)
         if probe.random_state is None:
             probe.set_params(random_state=int(rng.integers(0, 2**31 - 1)))
