@@ -348,7 +348,11 @@ def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits
                    subspace=SubspaceProjector(dim=20, projection=proj)).fit(X, y)
         P = sub.projection_matrix().astype(np.float64)  # brute force ||P||_F^2
         frob2 = float((P ** 2).sum())
-        assert sub.lr_ == pytest.approx(ADAPTIVE_C / np.sqrt(frob2), rel=1e-6)
+        assert sub.lr_ == pytest.approx(ADAPTIVE_C / frob2, rel=1e-6)
+        far = clone(sub).set_params(init_scaler=InitScaler(radius=2.5)).fit(X, y)
+        assert far.lr_ == pytest.approx(2.5 * ADAPTIVE_C / frob2, rel=1e-6)
+        near = clone(sub).set_params(init_scaler=InitScaler(radius=0.5)).fit(X, y)
+        assert near.lr_ == pytest.approx(sub.lr_, rel=1e-12)  # no shrinking below 1
         assert sub.optimizer_.param_groups[0]["lr"] == sub.lr_
         sgd = clone(sub).set_params(optimizer=torch.optim.SGD).fit(X, y)
         assert sgd.lr_ == pytest.approx(SGD_C * P.shape[0] / frob2, rel=1e-6)
@@ -361,5 +365,9 @@ def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits
     assert opt.optimizer_.param_groups[0]["lr"] == 0.05
     # back to "auto" on a fitted net: the rule again, not the string
     given.set_params(lr="auto")
-    assert given.optimizer_.param_groups[0]["lr"] == pytest.approx(
-        ADAPTIVE_C / np.sqrt((given.projection_matrix().astype(np.float64) ** 2).sum()))
+    P = given.projection_matrix().astype(np.float64)
+    assert given.optimizer_.param_groups[0]["lr"] == pytest.approx(ADAPTIVE_C / (P ** 2).sum())
+    # a subspace as large as D (a full hypersphere): never below the full-space default
+    sphere = net_(lr="auto", max_epochs=0,
+                  subspace=SubspaceProjector(kind="hypersphere")).fit(X, y)
+    assert sphere.lr_ == max(1e-3, ADAPTIVE_C / sphere.module_.D)

@@ -259,7 +259,8 @@ class _GoldilocksNet:
         full space, :func:`~goldisk.estimators.subspace_lr` inside a subspace."""
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
         if isinstance(kwargs.get("lr"), str) and kwargs["lr"] == "auto":
-            kwargs["lr"] = subspace_lr(self.optimizer, self.module_)
+            rho = 1.0 if self.init_scaler is None else self.init_scaler.radius
+            kwargs["lr"] = subspace_lr(self.optimizer, self.module_, rho)
         if prefix == "optimizer":
             self.lr_ = kwargs.get("lr")
         return args, kwargs

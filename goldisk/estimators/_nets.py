@@ -32,11 +32,12 @@ _SHARED_DOC = """
     criterion, optimizer : default {criterion}, torch.optim.Adam
     lr : float or "auto", default="auto"
         ``"auto"``: ``1e-3`` in the full space; with ``subspace=`` set, the rule of
-        :func:`goldisk.estimators.subspace_lr` (``3 / sqrt(d)`` for Adam and other adaptive
-        optimizers, ``0.05 * D / d`` for SGD), because a subspace run needs a step one to
-        two orders of magnitude above the full space's (measured in
-        ``docs/user_guide.md``). The value used is ``lr_`` after ``initialize``. A number
-        (or ``optimizer__lr``) is used as given.
+        :func:`goldisk.estimators.subspace_lr`: ``max(1e-3, 30 / d) * max(1, radius)``
+        for Adam and other adaptive optimizers (``radius``: ``init_scaler__radius``),
+        ``0.05 * D / d`` for SGD, because a subspace run needs a step one to two orders
+        of magnitude above the full space's (measured in ``docs/user_guide.md``). The
+        value used is ``lr_`` after ``initialize``. A number (or ``optimizer__lr``) is
+        used as given.
     max_epochs : int, default=10
         ``0`` means "evaluate at initialization": ``fit`` initializes (a classifier also
         fits ``classes_``) without training or recording anything; ``predict`` works.
