@@ -428,8 +428,8 @@ CASES = [
         net(), X, Y), ValueError, r"projection must be one of \['dense'"),
     case("probe-kind-unknown", lambda: CurvatureProbe(dim=2, kind="ball").measure(net(), X, Y),
          ValueError, r"kind must be one of \['hyperplane', 'hypersphere'\]"),
-    case("probe-score-unknown", lambda: CurvatureProbe(dim=2, score="acc").measure(
-        net(), X, Y), ValueError, r"score must be one of \['trace'"),
+    case("probe-statistic-unknown", lambda: CurvatureProbe(dim=2, statistic="acc").measure(
+        net(), X, Y), ValueError, r"statistic must be one of \[.trace."),
     case("probe-loss-unknown", lambda: CurvatureProbe(dim=2, loss="hinge").measure(
         net(), X, Y), ValueError, r"loss must be one of \['auto', 'cross_entropy', 'mse'\]"),
     case("selector-criterion-unknown", lambda: GoldilocksSelector(

@@ -334,3 +334,40 @@ def test_initialize_before_fit_says_how_to_give_the_sizes(digits):
     X, y = digits
     net = net_(module__in_features=64, module__out_features=10, classes=list(range(10)))
     assert net.initialize().predict(X[:3]).shape == (3,)
+
+
+def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits):
+    from goldisk.estimators._lr import ADAPTIVE_C, SGD_C
+
+    X, y = digits
+    assert GoldilocksClassifier(MLP).lr == "auto" == GoldilocksRegressor(MLP).lr
+    full = net_(lr="auto", max_epochs=0).fit(X, y)
+    assert full.lr_ == 1e-3 and full.optimizer_.param_groups[0]["lr"] == 1e-3
+    for proj in ("dense", "fastfood"):
+        sub = net_(lr="auto", max_epochs=0,
+                   subspace=SubspaceProjector(dim=20, projection=proj)).fit(X, y)
+        P = sub.projection_matrix().astype(np.float64)  # brute force ||P||_F^2
+        frob2 = float((P ** 2).sum())
+        assert sub.lr_ == pytest.approx(ADAPTIVE_C / frob2, rel=1e-6)
+        far = clone(sub).set_params(init_scaler=InitScaler(radius=2.5)).fit(X, y)
+        assert far.lr_ == pytest.approx(2.5 * ADAPTIVE_C / frob2, rel=1e-6)
+        near = clone(sub).set_params(init_scaler=InitScaler(radius=0.5)).fit(X, y)
+        assert near.lr_ == pytest.approx(sub.lr_, rel=1e-12)  # no shrinking below 1
+        assert sub.optimizer_.param_groups[0]["lr"] == sub.lr_
+        sgd = clone(sub).set_params(optimizer=torch.optim.SGD).fit(X, y)
+        assert sgd.lr_ == pytest.approx(SGD_C * P.shape[0] / frob2, rel=1e-6)
+        assert clone(sub).get_params()["lr"] == "auto"  # clone keeps the rule, not a number
+    # a user's value wins: lr= or optimizer__lr=
+    given = net_(lr=0.02, max_epochs=0, subspace=SubspaceProjector(dim=20)).fit(X, y)
+    assert given.lr_ == 0.02 == given.optimizer_.param_groups[0]["lr"]
+    opt = net_(lr="auto", optimizer__lr=0.05, max_epochs=0,
+               subspace=SubspaceProjector(dim=20)).fit(X, y)
+    assert opt.optimizer_.param_groups[0]["lr"] == 0.05
+    # back to "auto" on a fitted net: the rule again, not the string
+    given.set_params(lr="auto")
+    P = given.projection_matrix().astype(np.float64)
+    assert given.optimizer_.param_groups[0]["lr"] == pytest.approx(ADAPTIVE_C / (P ** 2).sum())
+    # a subspace as large as D (a full hypersphere): never below the full-space default
+    sphere = net_(lr="auto", max_epochs=0,
+                  subspace=SubspaceProjector(kind="hypersphere")).fit(X, y)
+    assert sphere.lr_ == max(1e-3, ADAPTIVE_C / sphere.module_.D)

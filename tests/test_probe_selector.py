@@ -1,6 +1,7 @@
 """CurvatureProbe (against the engine and brute force), GoldilocksSelector, model selection."""
 
 import pickle
+import re
 
 import joblib
 import numpy as np
@@ -68,7 +69,7 @@ def test_measure_columns_rows_and_determinism(digits):
     pd.testing.assert_frame_equal(table, probe.measure(net, X, y))
     np.testing.assert_allclose(table["trace"], table["g_trace"] + table["h_trace"], rtol=1e-10)
     assert probe(net, X, y) == pytest.approx(table["trace_ratio"].mean(), rel=1e-12)
-    loss_probe = clone(probe).set_params(score="loss")
+    loss_probe = clone(probe).set_params(statistic="loss")
     assert loss_probe(net, X, y) == pytest.approx(-table["loss"].mean(), rel=1e-12)
 
 
@@ -167,16 +168,16 @@ def test_measure_regressor_uses_mse():
                       ("g_", brute_force_gauss_newton(net, Xt, yt, "mse"))):
         for key, value in hessian_statistics(M, prefix).items():
             assert full.loc[0, key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
-    with pytest.raises(ValueError, match="score='accuracy'"):
-        CurvatureProbe(dim=3, n_subspaces=1, score="accuracy")(reg, X, y)
+    with pytest.raises(ValueError, match="statistic=.accuracy."):
+        CurvatureProbe(dim=3, n_subspaces=1, statistic="accuracy")(reg, X, y)
 
 
 @pytest.mark.parametrize("params, name", [
     ({"dim": 0}, "dim"), ({"dim": 10_000}, "dim"), ({"dim": 2.5}, "dim"),
     ({"kind": "torus"}, "kind"), ({"projection": "magic"}, "projection"),
-    ({"score": "nope"}, "score"), ({"loss": "hinge"}, "loss"), ({"n_subspaces": 0},
+    ({"statistic": "nope"}, "statistic"), ({"loss": "hinge"}, "loss"), ({"n_subspaces": 0},
                                                                  "n_subspaces"),
-    ({"dtype": "float16"}, "dtype"), ({"gauss_newton": False, "score": "g_trace"}, "score"),
+    ({"dtype": "float16"}, "dtype"), ({"gauss_newton": False, "statistic": "g_trace"}, "statistic"),
     ({"random_state": -3}, "random_state"), ({"random_state": "x"}, "random_state"),
 ])
 def test_probe_invalid_parameters(params, name):
@@ -313,6 +314,9 @@ def test_selector_score_std_is_the_spread_over_the_probes_subspaces(digits):
     assert not hasattr(sel, "predict") and not hasattr(sel, "score")
     with pytest.raises(AttributeError, match="refit=False"):
         sel.classes_
+    for method in ("predict", "predict_proba", "score"):  # the message says why
+        with pytest.raises(AttributeError, match="refit=False, so it only ranks"):
+            getattr(sel, method)
     assert sel.n_features_in_ == X.shape[1]
 
 
@@ -357,3 +361,47 @@ def test_selector_keeps_the_feature_names_of_a_dataframe(digits):
         assert not hasattr(sel.fit(X, y), "feature_names_in_")  # none left from the last fit
     with pytest.raises(ValueError, match="sample_weight is not supported"):
         GoldilocksSelector(small_net(), n_candidates=2).fit(X, y, sample_weight=np.ones(len(y)))
+
+
+def test_measure_on_an_initialized_net_equals_max_epochs_zero(digits):
+    # initialize() without fit: the classes come from y; the same seed gives the init
+    # that fit(max_epochs=0) builds, so the tables agree exactly
+    X, y = digits
+    probe = CurvatureProbe(dim=4, n_subspaces=2, random_state=0)
+    net = small_net(module__in_features=64, module__out_features=10).initialize()
+    table = probe.measure(net, X.astype(np.float32), y)
+    ref = probe.measure(small_net(max_epochs=0).fit(X, y), X, y)
+    pd.testing.assert_frame_equal(table, ref)
+    assert not hasattr(net, "classes_inferred_")  # measuring stores nothing
+
+
+@pytest.mark.parametrize("obj, where", [
+    (InitScaler(radius=2.0), r"GoldilocksClassifier\(\.\.\., init_scaler=InitScaler\("
+                             r"radius=2\.0\)\).*goldilocksclassifier__init_scaler__radius"),
+    (SubspaceProjector(dim=5), r"subspace=SubspaceProjector\(dim=5\)\).*"
+                               r"goldilocksclassifier__subspace__dim"),
+    (CurvatureProbe(dim=3), r"scoring=.*probe=CurvatureProbe\(dim=3\)"),
+])
+def test_parameter_objects_as_pipeline_steps_say_where_they_go(digits, obj, where):
+    X, y = digits
+    for pipe in (make_pipeline(StandardScaler(), obj, small_net()),  # intermediate step
+                 make_pipeline(StandardScaler(), obj)):  # last step
+        with pytest.raises(TypeError, match="parameter object, not a Pipeline step") as err:
+            pipe.fit(X, y)
+        assert re.search(where, str(err.value)), str(err.value)
+    # the kernel pattern works: the same object as a parameter, searched by its grid key
+    if isinstance(obj, InitScaler):
+        pipe = make_pipeline(StandardScaler(), small_net(init_scaler=obj))
+        grid = GridSearchCV(pipe, {"goldilocksclassifier__init_scaler__radius": [0.5, 1.0]},
+                            cv=2).fit(X, y)
+        assert grid.best_params_["goldilocksclassifier__init_scaler__radius"] in (0.5, 1.0)
+
+
+def test_selector_default_probe_gives_a_score_spread(digits):
+    # the default probe measures two subspaces: score_std is the sample standard deviation
+    # of the criterion over them, a finite number
+    X, y = digits
+    sel = GoldilocksSelector(small_net(), n_candidates=2, criterion="trace_ratio",
+                             refit=False, random_state=0).fit(X, y)
+    assert np.isfinite(sel.candidates_["score_std"]).all()
+    assert (sel.candidates_["score_std"] > 0).all()

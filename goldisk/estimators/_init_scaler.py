@@ -29,6 +29,27 @@ def _check_positive(value, name: str, example: str) -> float:
     return float(value)
 
 
+def not_a_step(obj, param: str | None, key: str) -> TypeError:
+    """The error a parameter object raises when used as a Pipeline step: where it goes.
+
+    The parameter objects follow scikit-learn's kernel pattern
+    (``GaussianProcessClassifier(kernel=RBF())``, grid key ``kernel__length_scale``).
+    """
+    name = type(obj).__name__
+    if param is None:  # CurvatureProbe: a scorer and the selector's probe
+        where = (f"pass it as a scorer, GridSearchCV(..., scoring={{'curv': {obj!r}}}), "
+                 f"as GoldilocksSelector(..., probe={obj!r}), or call {name}(...)"
+                 ".measure(net, X, y)")
+    else:
+        where = (f"pass it to the net, GoldilocksClassifier(..., {param}={obj!r}), and "
+                 f"search it with the grid key goldilocksclassifier__{param}__{key} (in "
+                 f"make_pipeline(StandardScaler(), GoldilocksClassifier(...)))")
+    return TypeError(
+        f"{name} is a parameter object, not a Pipeline step or transformer (like the kernel "
+        f"in GaussianProcessClassifier(kernel=RBF()), grid key kernel__length_scale): {where}."
+    )
+
+
 #: The estimators' ``dtype`` values; ``torch.float32``/``torch.float64`` are accepted too.
 DTYPES = FLOAT_DTYPES
 
@@ -49,7 +70,11 @@ class InitScaler(BaseEstimator):
     of the weights, then rescales all of them so that ``||w|| = radius * r_ref``, and can
     divide the logits by a softmax temperature (Vysogorets et al. 2024). It is a
     parameter object of :class:`GoldilocksClassifier` and :class:`GoldilocksRegressor`,
-    reachable as ``init_scaler__radius`` etc.; the nets call :meth:`apply_`.
+    reachable as ``init_scaler__radius`` etc.; the nets call :meth:`apply_`. It follows
+    scikit-learn's kernel pattern (``GaussianProcessClassifier(kernel=RBF())``, grid key
+    ``kernel__length_scale``): ``GoldilocksClassifier(..., init_scaler=InitScaler(...))``,
+    grid key ``goldilocksclassifier__init_scaler__radius`` in a Pipeline. It is not a
+    Pipeline step: as one, ``fit`` raises a ``TypeError`` saying so.
 
     Parameters
     ----------
@@ -99,6 +124,13 @@ class InitScaler(BaseEstimator):
         self.mode = mode
         self.temperature = temperature
         self.init = init
+
+    def fit(self, X=None, y=None, **params):
+        """Not a Pipeline step: raises a ``TypeError`` that shows where it goes
+        (``GoldilocksClassifier(..., init_scaler=InitScaler(...))``)."""
+        raise not_a_step(self, "init_scaler", "radius")
+
+    transform = fit
 
     def _validate(self, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""

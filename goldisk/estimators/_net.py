@@ -22,6 +22,7 @@ from .._subspace import SubspaceModule
 from .._validation import check_device, is_int
 from . import _fit_checks as fc
 from ._init_scaler import DTYPES, InitScaler, check_dtype
+from ._lr import subspace_lr
 from ._subspace_projector import SubspaceProjector
 
 __all__ = ["_GoldilocksNet"]
@@ -70,6 +71,8 @@ class _GoldilocksNet:
                 rest[key] = value
         if rest:
             super().set_params(**rest)
+            if rest.get("lr") == "auto" and self.initialized_:  # skorch wrote "auto" into
+                self._initialize_optimizer(reason="Re-initializing optimizer.")  # its groups
         for name, value in top.items():
             setattr(self, name, value)
         for name, sub in nested.items():
@@ -251,6 +254,17 @@ class _GoldilocksNet:
             module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
         self.module_ = module
         return self
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's optimizer arguments, with ``lr="auto"`` resolved (``lr_``): 1e-3 in the
+        full space, :func:`~goldisk.estimators.subspace_lr` inside a subspace."""
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if isinstance(kwargs.get("lr"), str) and kwargs["lr"] == "auto":
+            rho = 1.0 if self.init_scaler is None else self.init_scaler.radius
+            kwargs["lr"] = subspace_lr(self.optimizer, self.module_, rho)
+        if prefix == "optimizer":
+            self.lr_ = kwargs.get("lr")
+        return args, kwargs
 
     @property
     def _default_callbacks(self):

@@ -29,7 +29,15 @@ _SHARED_DOC = """
         Returns {what}. A class is built with the ``module__*`` parameters; when it
         accepts ``in_features`` / ``out_features`` and they are not given, they are
         inferred from the data at ``fit``. An instance is copied, never modified.
-    criterion, optimizer, lr : default {criterion}, torch.optim.Adam, 1e-3
+    criterion, optimizer : default {criterion}, torch.optim.Adam
+    lr : float or "auto", default="auto"
+        ``"auto"``: ``1e-3`` in the full space; with ``subspace=`` set, the rule of
+        :func:`goldisk.estimators.subspace_lr`: ``max(1e-3, 30 / d) * max(1, radius)``
+        for Adam and other adaptive optimizers (``radius``: ``init_scaler__radius``),
+        ``0.05 * D / d`` for SGD, because a subspace run needs a step one to two orders
+        of magnitude above the full space's (measured in ``docs/user_guide.md``). The
+        value used is ``lr_`` after ``initialize``. A number (or ``optimizer__lr``) is
+        used as given.
     max_epochs : int, default=10
         ``0`` means "evaluate at initialization": ``fit`` initializes (a classifier also
         fits ``classes_``) without training or recording anything; ``predict`` works.
@@ -92,7 +100,7 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
     """
 
     def __init__(self, module, *, criterion=torch.nn.CrossEntropyLoss,
-                 optimizer=torch.optim.Adam, lr=1e-3, max_epochs=10, batch_size=128,
+                 optimizer=torch.optim.Adam, lr="auto", max_epochs=10, batch_size=128,
                  train_split=None, verbose=0, init_scaler=None, subspace=None,
                  dtype="float32", random_state=None, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
@@ -133,7 +141,10 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
                     "needs samples of at least 2 classes. Pass data with 2 or more classes, "
                     "or classes=[...] listing every label."
                 )
-        classes = np.asarray(self.classes_)
+        try:
+            classes = np.asarray(self.classes_)
+        except AttributeError:  # initialize()d, never fitted (a probe measuring the init):
+            classes = np.unique(y)  # the labels of y, without storing them
         order = np.argsort(classes, kind="stable")
         pos = np.clip(np.searchsorted(classes[order], y), 0, len(classes) - 1)
         unknown = classes[order][pos] != y
@@ -181,7 +192,7 @@ class GoldilocksRegressor(_GoldilocksNet, NeuralNetRegressor):
     """
 
     def __init__(self, module, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
-                 lr=1e-3, max_epochs=10, batch_size=128, train_split=None, verbose=0,
+                 lr="auto", max_epochs=10, batch_size=128, train_split=None, verbose=0,
                  init_scaler=None, subspace=None, dtype="float32", random_state=None,
                  **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,

@@ -26,7 +26,7 @@ from .._validation import (
 )
 from ..curvature import MAX_FULL_D, hessian_statistics, model_state, subspace_hessian
 from ..projections import make_projection
-from ._init_scaler import DTYPES, check_dtype
+from ._init_scaler import DTYPES, check_dtype, not_a_step
 from ._subspace_projector import _check_dim
 
 __all__ = ["CurvatureProbe"]
@@ -118,7 +118,10 @@ class CurvatureProbe(BaseEstimator):
     ``trace_ratio = Tr(H)/||H||_F`` is large and positive (Fort & Scherlis 2019).
 
     A probe is a valid ``scoring=`` entry: ``probe(estimator, X, y)`` is the mean of the
-    ``score`` column (higher is better; ``score="loss"`` gives the negative loss).
+    ``statistic`` column (higher is better; ``statistic="loss"`` gives the negative loss).
+    Like a kernel of scikit-learn's ``GaussianProcessClassifier(kernel=RBF())``, a probe is
+    a parameter object, not a Pipeline step: pass it as ``scoring=``, as
+    ``GoldilocksSelector(..., probe=CurvatureProbe(...))`` or call :meth:`measure`.
 
     Parameters
     ----------
@@ -133,8 +136,9 @@ class CurvatureProbe(BaseEstimator):
     batch_size : int, default=512
     gauss_newton : bool, default=True
         Also compute ``G`` and the H-term (columns ``g_*``, ``h_*``, ``g_dominance``).
-    score : str, default="trace_ratio"
-        The column averaged by ``__call__``: any of ``SCORES``.
+    statistic : str, default="trace_ratio"
+        The column averaged by ``__call__``: any of ``SCORES``. (Named ``statistic``, not
+        ``score``, so that it does not shadow scikit-learn's ``score`` method name.)
     loss : {"auto", "cross_entropy", "mse"}, default="auto"
         ``"auto"``: from the net's criterion, or from the type of ``y`` for a module.
     dtype : {"float64", "float32"}, default="float64"
@@ -159,7 +163,7 @@ class CurvatureProbe(BaseEstimator):
     """
 
     def __init__(self, dim=50, n_subspaces=3, kind="hyperplane", projection="auto",
-                 max_samples=1000, batch_size=512, gauss_newton=True, score="trace_ratio",
+                 max_samples=1000, batch_size=512, gauss_newton=True, statistic="trace_ratio",
                  loss="auto", dtype="float64", random_state=None, sharpness=False):
         self.dim = dim
         self.n_subspaces = n_subspaces
@@ -168,11 +172,17 @@ class CurvatureProbe(BaseEstimator):
         self.max_samples = max_samples
         self.batch_size = batch_size
         self.gauss_newton = gauss_newton
-        self.score = score
+        self.statistic = statistic
         self.loss = loss
         self.dtype = dtype
         self.random_state = random_state
         self.sharpness = sharpness
+
+    def fit(self, X=None, y=None, **params):
+        """Not a Pipeline step: raises a ``TypeError`` that shows where a probe goes."""
+        raise not_a_step(self, None, "dim")
+
+    transform = fit
 
     def _validate(self, D=None) -> None:
         _check_dim(self.dim, "dim", D)
@@ -187,15 +197,15 @@ class CurvatureProbe(BaseEstimator):
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}.")
         check_choice(self.kind, KINDS, "kind")
         check_choice(self.projection, SUBSPACE_PROJECTIONS, "projection")
-        check_choice(self.score, SCORES, "score")
+        check_choice(self.statistic, SCORES, "statistic")
         check_choice(self.loss, LOSSES, "loss")
         check_dtype(self.dtype)
         if self.gauss_newton not in (True, False):
             raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
         if self.sharpness not in (True, False):
             raise ValueError(f"sharpness must be True or False, got {self.sharpness!r}.")
-        if not self.gauss_newton and self.score.startswith(("g_", "h_")):
-            raise ValueError(f"score={self.score!r} needs gauss_newton=True.")
+        if not self.gauss_newton and self.statistic.startswith(("g_", "h_")):
+            raise ValueError(f"statistic={self.statistic!r} needs gauss_newton=True.")
 
     def make_projections(self, D: int) -> list:
         """The projections :meth:`measure` uses for a model with ``D`` parameters
@@ -340,10 +350,11 @@ class CurvatureProbe(BaseEstimator):
                 "ggn_lambda_max": float(g[0])}
 
     def __call__(self, estimator, X, y) -> float:
-        """Mean of the ``score`` column (negated for ``"loss"``): a scikit-learn scorer."""
+        """Mean of the ``statistic`` column (negated for ``"loss"``): a scikit-learn
+        scorer."""
         table = self.measure(estimator, X, y)
-        if self.score not in table:
-            raise ValueError(f"score={self.score!r} is not measured for this estimator "
+        if self.statistic not in table:
+            raise ValueError(f"statistic={self.statistic!r} is not measured for this estimator "
                              f"(regression?); use one of {list(table)[2:]}.")
-        value = float(table[self.score].mean())
-        return -value if self.score == "loss" else value
+        value = float(table[self.statistic].mean())
+        return -value if self.statistic == "loss" else value

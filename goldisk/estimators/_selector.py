@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
+import types
 import warnings
 
 import numpy as np
@@ -12,7 +14,6 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._rng import MAX_TABLE_SEED, check_random_state
@@ -42,17 +43,39 @@ def _net_prefix(estimator, path: str = "") -> str:
     return path
 
 
-def _delegate(method):
-    """Available when ``refit`` and the (best) estimator has ``method`` (as GridSearchCV)."""
-    def check(self):
-        if not self.refit:
-            raise AttributeError(
-                f"this GoldilocksSelector was built with refit=False: {method} is only "
-                "available when the best candidate is fitted (refit=True).")
-        est = self.best_estimator_ if hasattr(self, "best_estimator_") else self.estimator
-        return hasattr(est, method)
+class _delegate:  # noqa: N801 - used as a decorator, like sklearn's available_if
+    """A method available when ``refit`` and the (best) estimator has it (as GridSearchCV).
 
-    return check
+    Unlike ``available_if`` (whose AttributeError says only "has no attribute"), the
+    AttributeError says why: ``hasattr`` stays False, and ``sel.predict`` tells the user
+    that ``refit=False`` selectors only rank.
+    """
+
+    def __init__(self, method):
+        self.method = method
+
+    def __call__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        return self
+
+    def check(self, obj, method=True):
+        if not obj.refit:
+            raise AttributeError(
+                f"this GoldilocksSelector was built with refit=False, so it only ranks the "
+                f"candidates (candidates_, best_seed_) and has no {self.method}: fit it with "
+                f"refit=True, or fit clone(estimator).set_params(random_state="
+                f"selector.best_seed_) yourself.")
+        est = obj.best_estimator_ if hasattr(obj, "best_estimator_") else obj.estimator
+        if method and not hasattr(est, self.method):
+            raise AttributeError(f"{type(est).__name__} has no {self.method}, so neither has "
+                                 "this GoldilocksSelector.")
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        self.check(obj)
+        return types.MethodType(self.fn, obj)
 
 
 def _measure_candidate(estimator, prefix, seed, probe, criterion, X, y):
@@ -104,7 +127,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``criterion(estimator, X, y) -> float`` (higher is better) receives the
         initialized candidate.
     probe : CurvatureProbe or None, default=None
-        ``None``: ``CurvatureProbe(dim=20, n_subspaces=1, max_samples=500)``. A probe
+        ``None``: ``CurvatureProbe(dim=20, n_subspaces=2, max_samples=256)``, the probe of
+        the criterion study (two subspaces, so that ``score_std`` is a number). A probe
         without ``random_state``, or with a numpy Generator or RandomState as one, gets
         one int seed for all candidates (the same subspaces).
     refit : bool, default=True
@@ -123,7 +147,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``score_std`` (its standard deviation over the probe's subspaces, NaN for one
         subspace or a callable criterion) and the probe's statistics (means over its
         subspaces). Compare the spread of ``score`` across candidates with ``score_std``:
-        the default probe (one 20-dimensional subspace) ranks close candidates by noise;
+        the default probe (two 20-dimensional subspaces) ranks close candidates by noise;
         a probe with more subspaces (``n_subspaces``) or more directions (``dim``) ranks
         them more reliably.
     best_index_ : int
@@ -191,7 +215,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid random_state: {exc}") from exc
         seeds = [int(s) for s in rng.integers(0, MAX_TABLE_SEED, size=self.n_candidates)]
-        probe = CurvatureProbe(dim=20, n_subspaces=1, max_samples=500) if self.probe is None \
+        probe = CurvatureProbe(dim=20, n_subspaces=2, max_samples=256) if self.probe is None \
             else clone(self.probe)
         if probe.random_state is None:
             probe.set_params(random_state=int(rng.integers(0, MAX_TABLE_SEED)))
@@ -234,19 +258,19 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
                 setattr(self, name, value)
         return self
 
-    @available_if(_delegate("predict"))
+    @_delegate("predict")
     def predict(self, X):
         """Predict with ``best_estimator_``."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict(X)
 
-    @available_if(_delegate("predict_proba"))
+    @_delegate("predict_proba")
     def predict_proba(self, X):
         """Class probabilities from ``best_estimator_``."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict_proba(X)
 
-    @available_if(_delegate("score"))
+    @_delegate("score")
     def score(self, X, y, sample_weight=None):
         """``best_estimator_.score`` (accuracy for classifiers, R^2 for regressors)."""
         check_is_fitted(self, "best_estimator_")
@@ -256,7 +280,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     @property
     def classes_(self):
         """Labels of ``best_estimator_``."""
-        _delegate("classes_")(self)
+        _delegate("classes_").check(self, method=False)
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.classes_
 

@@ -14,6 +14,7 @@ from .._subspace import KINDS, SubspaceModule
 from .._validation import check_choice, is_int
 from ..projections import KINDS as PROJECTIONS
 from ..projections import as_projection, make_projection
+from ._init_scaler import not_a_step
 
 __all__ = ["SubspaceProjector"]
 
@@ -55,7 +56,11 @@ class SubspaceProjector(BaseEstimator):
     Hypersphere: ``w = r0 (w0 + P theta) / ||w0 + P theta||``, the sphere of the
     initial radius ``r0`` (see :class:`goldisk.SubspaceModule`). ``theta`` (length
     ``dim``) starts at 0 and is then the only trained parameter. A parameter object of
-    the goldisk nets, reachable as ``subspace__dim``, ``subspace__kind``, etc.
+    the goldisk nets, reachable as ``subspace__dim``, ``subspace__kind``, etc., as a
+    kernel is of ``GaussianProcessClassifier(kernel=RBF())``:
+    ``GoldilocksClassifier(..., subspace=SubspaceProjector(dim=100))``, grid key
+    ``goldilocksclassifier__subspace__dim`` in a Pipeline (as a Pipeline step, ``fit``
+    raises a ``TypeError`` saying so).
 
     Parameters
     ----------
@@ -99,6 +104,13 @@ matrix, default="auto"
         self.metric = metric
         self.reference = reference
         self.random_state = random_state
+
+    def fit(self, X=None, y=None, **params):
+        """Not a Pipeline step: raises a ``TypeError`` that shows where it goes
+        (``GoldilocksClassifier(..., subspace=SubspaceProjector(...))``)."""
+        raise not_a_step(self, "subspace", "dim")
+
+    transform = fit
 
     def _validate(self, D: int | None = None, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._mpl import pyplot_free
+from ._decompose import spearman
 from ._plots import _band, _save
 
 __all__ = ["plot_decompose_curvature", "plot_decompose_inits", "plot_decompose_training"]
@@ -84,8 +85,6 @@ def plot_decompose_inits(df: pd.DataFrame, path=None, title=None):
     """Confidence, entropy, logit-gradient norm and initial loss against the trace ratio
     across random inits (colour: log10 alpha), with Spearman correlations."""
     plt = pyplot_free()
-    from scipy import stats
-
     d = df[df["part"] == "inits"]
     cols = (("confidence", "confidence (max softmax prob.)"),
             ("entropy", "output entropy (nats)"),
@@ -100,8 +99,8 @@ def plot_decompose_inits(df: pd.DataFrame, path=None, title=None):
             x, yv = d.loc[sel, "trace_ratio"], d.loc[sel, col]
             ok = np.isfinite(x) & np.isfinite(yv)
             if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(yv[ok]) > 0:
-                rho = stats.spearmanr(x[ok], yv[ok])
-                parts.append(f"{name}: {rho.statistic:.2f} (p={rho.pvalue:.1g})")
+                rho, p = spearman(x[ok], yv[ok])  # exact p for small n
+                parts.append(f"{name}: {rho:.2f} (p={p:.1g}, n={int(ok.sum())})")
         ax.set_title("Spearman " + ", ".join(parts), fontsize=9)
         ax.set_xlabel(r"$\mathrm{Tr}(H)/\|H\|_F$ at init")
         ax.set_ylabel(lab)

@@ -110,8 +110,7 @@ def finalize_trajectory(df: pd.DataFrame, out, title: str = "") -> dict:
 
 def finalize_decompose(df: pd.DataFrame, out, title: str = "") -> dict:
     """Figures and key numbers of ``decompose``."""
-    from scipy import stats
-
+    from ._decompose import spearman
     from ._plots_decompose import (
         plot_decompose_curvature,
         plot_decompose_inits,
@@ -159,9 +158,9 @@ def finalize_decompose(df: pd.DataFrame, out, title: str = "") -> dict:
                 x, y = ini.loc[sel, "trace_ratio"], ini.loc[sel, col]
                 ok = np.isfinite(x) & np.isfinite(y)
                 if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
-                    rho = stats.spearmanr(x[ok], y[ok])
+                    rho, p = spearman(x[ok], y[ok])  # exact p for n <= 8
                     rows.append({"branch": branch, "quantity": col, "n": int(ok.sum()),
-                                 "spearman": rho.statistic, "p": rho.pvalue})
+                                 "spearman": rho, "p": p})
         corr = pd.DataFrame(rows)
         corr.to_csv(out / "decompose_inits_correlations.csv", index=False)
         summary["inits_correlations"] = corr.to_dict("records")
