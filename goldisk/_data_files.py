@@ -72,7 +72,7 @@ def load_mnist5k(preprocess: str = "standardize", image: bool = False) -> Datase
     ----------
     preprocess : {"standardize", "unit"}, default "standardize"
         ``"standardize"``: each pixel minus its mean, divided by its standard deviation,
-        both over the 5,000 images (the 67 always-black pixels are divided by 1 and stay
+        both over the 5,000 images (the 121 always-black pixels are divided by 1 and stay
         0). ``"unit"``: pixels / 255, in [0, 1]. It matters: Fort & Scherlis's Fig. 4
         curvature at r_X is matched by standardized pixels; with pixels / 255 the
         all-positive mean image adds a few large eigenvalues to the Gauss-Newton term and
@@ -181,9 +181,10 @@ def load_npz(path, flatten: bool = True) -> Dataset:
         raise ValueError(f"path={p!r} is not a file; save your data with "
                          "numpy.savez(path, X=X, y=y).")
     try:
-        with np.load(p, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single array")
+        loaded = np.load(p, allow_pickle=False)
+        if not hasattr(loaded, "files"):  # a .npy file: one array, no names
+            raise ValueError("a single array, not named arrays X and y")
+        with loaded as f:
             keys = list(f.files)
             missing = [k for k in ("X", "y") if k not in keys]
             if missing:
