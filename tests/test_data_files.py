@@ -211,3 +211,22 @@ def test_cli_data_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_fort_fig4_at_r_X_needs_standardized_pixels():
+    """Fort & Scherlis's Fig. 4 at r_X (Tr/||H||_F 2.85 at d = 10, 4.95 at d = 50) on
+    their 784-200-200-10 ReLU net, at reduced size (200 images, one hyperplane): within
+    15% with standardized pixels; pixels/255 is far below (docs/reproduction.md)."""
+    from goldisk.models import make_model
+    from goldisk.sweep import radius_sweep
+
+    ratios = {}
+    for pre in ("standardize", "unit"):
+        ds = load_mnist5k(pre)
+        df = radius_sweep(make_model("mlp", 784, 10, hidden=(200, 200)), ds.X, ds.y,
+                          radii=[1.0], dims=(10, 50), n_subspaces=1, max_samples=200,
+                          random_state=0, progress=False)
+        ratios[pre] = df.set_index("dim")["trace_ratio"]
+    np.testing.assert_allclose(ratios["standardize"][[10, 50]], [2.85, 4.95], rtol=0.15)
+    assert ratios["unit"][50] < 0.7 * 4.95
