@@ -39,19 +39,21 @@ def check_data_arguments(args) -> None:
     if data is not None:
         if args.dataset not in (None, "file"):
             raise _cli_error(f"--data {data} and --dataset {args.dataset} exclude each other; "
-                           "pass one of them")
+                             "pass one of them")
         if not Path(data).is_file():
             raise _cli_error(f"--data {data} is not a file; save your arrays with "
-                           "numpy.savez('FILE.npz', X=X, y=y)")
+                             "numpy.savez('FILE.npz', X=X, y=y)")
         args.dataset = "file"
     elif args.dataset is None:
         args.dataset = "digits"
     elif args.dataset == "file":
         raise _cli_error("--dataset file needs --data FILE.npz")
-    if getattr(args, "preprocess", None) is not None and args.dataset not in ("mnist5k",
-                                                                              "digits"):
+    scalable = args.dataset in ("mnist5k", "digits")
+    if getattr(args, "preprocess", None) is not None and not scalable:
         raise _cli_error(f"--preprocess applies to --dataset mnist5k and digits, not "
-                       f"{args.dataset}; leave it out")
+                         f"{args.dataset}; leave it out")
+    if scalable and getattr(args, "preprocess", None) is None:
+        args.preprocess = "standardize"  # recorded in config.json as what was used
 
 
 def dataset_kwargs(args) -> dict:
@@ -80,7 +82,7 @@ def load_data(args):
         raise _cli_error(f"--data-root {args.data_root} is a file; point it at a folder")
     if root is not None and not root.exists() and not args.download:
         raise _cli_error(f"--data-root {args.data_root} does not exist; point it at a folder, "
-                       "or add --download to create it and fetch the dataset")
+                         "or add --download to create it and fetch the dataset")
     kwargs = dataset_kwargs(args)
     try:
         ds = load_dataset(args.dataset, random_state=args.seed, **kwargs)
