@@ -13,6 +13,7 @@ rerun skips the parts already there):
   the 1,250 others; full-space Adam 1e-3 from the same point as the baseline.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_reproduce.py [part ...]
+    PYTHONPATH=. python benchmarks/mnist5k_reproduce.py plot   # docs/figures/mnist5k_sweep.png
 """
 
 from __future__ import annotations
@@ -67,11 +68,58 @@ def subspace_part():
             "seconds": time.perf_counter() - t0}
 
 
+#: Fort & Scherlis Fig. 4, read off the figure (x: [d=10, d=50, d=100]).
+PAPER_TRACE = {0: [2.85, 4.95, 5.85], 1: [2.45, 3.55, 3.95]}
+PAPER_FRAC = {0: [0.99, 0.88, 0.80]}
+
+
+def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
+         / "mnist5k_sweep.png"):
+    """Tr/||H||_F and the fraction of positive eigenvalues against x, paper's points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out = json.loads(PATH.read_text())
+    parts = [p for p in ("sweep-relu", "sweep-tanh") if p in out]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = {10: "C0", 50: "C1", 100: "C2"}
+    for part, style in zip(parts, ("-", ":"), strict=False):
+        df = pd.DataFrame(out[part]["rows"])
+        for d, g in df.groupby("dim"):
+            for ax, col in zip(axes, ("trace_ratio", "frac_positive"), strict=True):
+                ax.errorbar(g["x"], g[f"{col}_mean"], yerr=g[f"{col}_std"], ls=style,
+                            marker="o", ms=3, color=colors[d], capsize=2,
+                            label=f"{part.split('-')[1]}, d = {d}")
+    for x, vals in PAPER_TRACE.items():
+        for d, v in zip((10, 50, 100), vals, strict=True):
+            axes[0].plot(x, v, "k*", ms=9, mfc=colors[d])
+    for x, vals in PAPER_FRAC.items():
+        for d, v in zip((10, 50, 100), vals, strict=True):
+            axes[1].plot(x, v, "k*", ms=9, mfc=colors[d])
+    axes[0].set_ylabel("Tr(H) / ||H||_F")
+    axes[1].set_ylabel("fraction of positive eigenvalues")
+    axes[1].axhline(0.5, color="gray", lw=0.8)
+    for ax in axes:
+        ax.set_xlabel("log10(r^2 / r_X^2)")
+        ax.axvline(0, color="gray", lw=0.5)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("mnist5k (standardized), 784-200-200-10, 1,000 images, 3 dense hyperplanes;"
+                 " stars: Fort & Scherlis Fig. 4", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 PARTS = {"sweep-relu": lambda: sweep_part("relu"), "subspace-train": subspace_part,
          "sweep-tanh": lambda: sweep_part("tanh")}
 
 
 def main(names):
+    if names == ["plot"]:
+        return plot()
     torch.set_num_threads(1)
     out = json.loads(PATH.read_text()) if PATH.exists() else {}
     out["environment"] = environment("cpu")
