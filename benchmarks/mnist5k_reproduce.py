@@ -8,6 +8,7 @@ rerun skips the parts already there):
   orthonormal hyperplanes d = 10/50/100, 3 subspaces, exact float64 Hessian over the
   first 1,000 standardized images (goldisk sweep's defaults). Seconds per point give the
   time of the full ``goldisk sweep --dataset mnist5k --hidden 200,200`` (25 radii x 3).
+* subspace-steps: d = 100 again with 30 epochs (is it limited by the number of steps?).
 * subspace-train: hyperplane training at r_X for d in {10, 50, 100, 300} (Adam on theta,
   lr 3e-2, 10 epochs, batch 64) on the 3,750-image training split, validation accuracy on
   the 1,250 others; full-space Adam 1e-3 from the same point as the baseline.
@@ -113,7 +114,22 @@ def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
     print(f"wrote {path}")
 
 
+def steps_part():
+    """Li trained on 60,000 images (16x the steps per epoch of 3,750): is d = 100 limited
+    by the number of steps? The same run with 3x the epochs (30)."""
+    train, val = load_mnist5k().split(test_size=0.25, random_state=0)
+    model = make_model("mlp", 784, 10, hidden=(200, 200))
+    t0 = time.perf_counter()
+    df = subspace_train(model, train.X, train.y, val.X, val.y, radii=(1.0,), dims=(100,),
+                        kinds=("hyperplane",), n_repeats=1, epochs=30, full_space=False,
+                        random_state=0, progress=False)
+    cols = ["kind", "dim", "val_acc", "best_val_acc", "train_acc", "seconds"]
+    return {"rows": df[cols].to_dict(orient="records"), "epochs": 30,
+            "seconds": time.perf_counter() - t0}
+
+
 PARTS = {"sweep-relu": lambda: sweep_part("relu"), "subspace-train": subspace_part,
+         "subspace-steps": steps_part,
          "sweep-tanh": lambda: sweep_part("tanh")}
 
 
