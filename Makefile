@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CUDA build of torch also runs on CPU; override TORCH_SPEC for another build.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,distributed
+EXTRAS ?= dev,distributed,data
 STAMP := $(VENV)/.goldisk-installed
 DEMO_OUT ?= out/sweep
 PYTEST_ARGS ?= -n 2

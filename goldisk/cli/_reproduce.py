@@ -10,6 +10,7 @@ from ._common import (
     CLIError,
     add_common_arguments,
     check_device,
+    dataset_kwargs,
     load_data,
     parse_ints,
     prepare_output,
@@ -164,7 +165,9 @@ def run(args) -> int:
     table = reproduce(out, dataset=args.dataset, data_root=args.data_root,
                       download=args.download, model=args.model, hidden=hidden, seed=args.seed,
                       device=args.device, max_samples=args.max_samples, experiments=exps,
-                      quick=args.quick, resume=args.resume, progress=not args.no_progress)
+                      quick=args.quick, resume=args.resume, progress=not args.no_progress,
+                      data_kwargs={k: v for k, v in dataset_kwargs(args).items()
+                                   if k not in ("root", "download")})
     for row in table.itertuples():
         print(f"{row.experiment}: {row.rows} rows in {row.seconds:.1f} s")
     print(f"wrote {out / 'report.md'}")

@@ -144,12 +144,15 @@ def split_dataset(ds, test_size: float = 0.25, random_state=0):
 def reproduce(out, *, dataset: str = "digits", data_root=None, download: bool = False,
               model: str = "mlp", hidden=(32, 32), seed: int = 0, device: str = "cpu",
               max_samples: int | None = None, experiments=EXPERIMENTS, quick: bool = False,
-              resume: bool = False, progress: bool = True) -> pd.DataFrame:
+              resume: bool = False, progress: bool = True,
+              data_kwargs: dict | None = None) -> pd.DataFrame:
     """Run the radius sweep and every experiment at the default small scale into ``out``.
 
     Each experiment gets a sub-folder with its CSV, figures and ``config.json``; then
     ``report.md`` collects the figures and the key numbers. ``quick=True`` shrinks every
-    experiment to a smoke test (seconds). Returns a table of (experiment, seconds, rows).
+    experiment to a smoke test (seconds). ``data_kwargs`` go to ``load_dataset`` (e.g.
+    ``{"preprocess": "unit"}`` for mnist5k, ``{"path": "mine.npz"}`` for "file") and are
+    part of the settings a resume must match. Returns a table of (experiment, seconds, rows).
     """
     from ..datasets import load_dataset
     from ..sweep import radius_sweep
@@ -163,15 +166,17 @@ def reproduce(out, *, dataset: str = "digits", data_root=None, download: bool = 
         raise ValueError(f"unknown experiments {bad}; valid: {', '.join(EXPERIMENTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = {"root": data_root, "download": download} if dataset not in ("digits",
-                                                                            "circles") else {}
-    ds = load_dataset(dataset, random_state=seed, **kwargs)
+    kwargs = ({"root": data_root, "download": download}
+              if dataset in ("mnist", "fashion-mnist", "cifar10") else {})
+    ds = load_dataset(dataset, random_state=seed, **kwargs, **(data_kwargs or {}))
     if max_samples is not None:
         ds.X, ds.y = ds.X[:max_samples], ds.y[:max_samples]
     train_ds, val_ds = split_dataset(ds, random_state=seed)
     nf = int(np.prod(ds.X.shape[1:]))
     common = {"dataset": dataset, "model": model, "hidden": list(hidden), "seed": seed,
               "max_samples": max_samples, "quick": quick}
+    if data_kwargs:
+        common["data"] = {k: str(v) for k, v in data_kwargs.items()}
     Xt, yt, Xv, yv = train_ds.X, train_ds.y, val_ds.X, val_ds.y
     summaries, timing = {}, []
 
