@@ -4,6 +4,18 @@ import warnings
 
 from ._hessian import CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
+from ._init_stats import (
+    INIT_STATISTICS,
+    curvature_statistics,
+    gradient_norm,
+    grasp,
+    init_statistics,
+    jacob_cov,
+    lambda_max,
+    ntk_condition_number,
+    snip,
+    synflow,
+)
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._state import model_state
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
@@ -26,4 +38,14 @@ __all__ = [
     "logit_hessian",
     "LOSSES",
     "STATISTICS",
+    "INIT_STATISTICS",
+    "curvature_statistics",
+    "gradient_norm",
+    "grasp",
+    "init_statistics",
+    "jacob_cov",
+    "lambda_max",
+    "ntk_condition_number",
+    "snip",
+    "synflow",
 ]
