@@ -18,6 +18,7 @@ from ._init_stats import (
 )
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._state import model_state
+from ._suggest_lr import LRSuggestion, suggest_lr
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
@@ -48,4 +49,6 @@ __all__ = [
     "ntk_condition_number",
     "snip",
     "synflow",
+    "suggest_lr",
+    "LRSuggestion",
 ]

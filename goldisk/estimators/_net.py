@@ -20,6 +20,7 @@ from .._flat import ParamLayout
 from .._rng import check_random_state, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_device
+from ._auto_lr import optimizer_kwargs, resolve_auto_lr
 from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._subspace_projector import SubspaceProjector
 
@@ -322,6 +323,11 @@ class _GoldilocksNet:
         with fork_global_rng(int(self.train_rng_.integers(0, _SEED_HIGH)), self.device):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's, with ``lr="auto"`` as the rate measured at init (``lr_``)."""
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        return args, optimizer_kwargs(self, kwargs)
+
     def get_dataset(self, X, y=None):
         """skorch's dataset, with arrays and tensors cast to ``dtype`` first."""
         name = check_dtype(self.dtype)
@@ -342,6 +348,7 @@ class _GoldilocksNet:
         self._check_module_kwargs()
         if not self.warm_start or not self.initialized_:
             self.initialize()
+            resolve_auto_lr(self, X, y)  # lr="auto": measured at the new init
         self._check_forward(X)
         return NeuralNet.partial_fit(self, X, y, _routing_method="fit", **fit_params)
 
@@ -356,6 +363,7 @@ class _GoldilocksNet:
         X, y = self._prepare_fit(X, y, reset=reset, classes=classes if reset else None)
         if not self.initialized_:
             self.initialize()
+            resolve_auto_lr(self, X, y)
         self._check_forward(X)
         return NeuralNet.partial_fit(self, X, y, **fit_params)
 

@@ -30,6 +30,8 @@ _SHARED_DOC = """
         accepts ``in_features`` / ``out_features`` and they are not given, they are
         inferred from the data at ``fit``. An instance is copied, never modified.
     criterion, optimizer, lr : default {criterion}, torch.optim.Adam, 1e-3
+        ``lr="auto"``: measured at each new init by :func:`goldisk.curvature.suggest_lr`
+        (SGD: ``2 / lambda_max``; Adam: the preconditioned sharpness), see ``lr_``.
     max_epochs : int, default=10
         ``0`` means "evaluate at initialization": ``fit`` initializes (a classifier also
         fits ``classes_``) without training or recording anything; ``predict`` works.
