@@ -18,8 +18,8 @@ from ._init_stats import (
 )
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._state import model_state
-from ._suggest_lr import LRSuggestion, suggest_lr
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
+from ._suggest_lr import LRSuggestion, suggest_lr
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
 # use, which warns on recent torch; the warning is about torch internals, not user code.

@@ -216,3 +216,36 @@ def trainability_correlations(df: pd.DataFrame, *, n_boot: int = 1000, by_model=
                              "n": int(np.sum(np.isfinite(x) & np.isfinite(acc))),
                              "claimed": claimed, "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+def plot_trainability(corr: pd.DataFrame, path=None, group: str = "all", title=None):
+    """Spearman correlation of each statistic (rows) with each accuracy (columns: optimizer
+    and epoch), signed so that positive means "as claimed"; ``*`` marks an interval that
+    excludes 0. Saves to ``path`` when given; returns the figure."""
+    from .._mpl import pyplot_free
+
+    plt = pyplot_free()
+    g = corr[corr["group"] == group].copy()
+    g["signed"] = g["spearman"] * g["claimed"]
+    g["col"] = g["optimizer"] + " @" + g["epoch"].astype(str)
+    cols = list(dict.fromkeys(g.sort_values(["optimizer", "epoch"])["col"]))
+    stats = list(dict.fromkeys(g["statistic"]))
+    M = g.pivot(index="statistic", columns="col", values="signed").loc[stats, cols]
+    sig = g.assign(s=(g["ci_low"] > 0) | (g["ci_high"] < 0)).pivot(
+        index="statistic", columns="col", values="s").loc[stats, cols]
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 3, 0.42 * len(stats) + 1.5))
+    im = ax.imshow(M.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for i in range(len(stats)):
+        for j in range(len(cols)):
+            v = M.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:+.2f}{'*' if sig.iat[i, j] else ''}", ha="center",
+                        va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(stats)), stats, fontsize=8)
+    fig.colorbar(im, ax=ax, label="Spearman x claimed sign (+: as claimed)")
+    ax.set_title(title or f"init statistic vs validation accuracy ({group})", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
