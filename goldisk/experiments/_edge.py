@@ -81,12 +81,15 @@ def edge_of_stability(model: nn.Module, X, y, *, factors=(0.5, 0.9, 1.1, 2.0, 4.
     return df
 
 
-def classify_edge_runs(df: pd.DataFrame, rise: float = 1e-3) -> pd.DataFrame:
+def classify_edge_runs(df: pd.DataFrame, rise: float = 1e-3,
+                       progress: float = 0.1) -> pd.DataFrame:
     """One row per factor: ``first_rise`` (first step whose loss exceeds the previous one by
     a relative ``rise``; -1 for none), ``max_loss``, ``final_loss``, ``final_sharpness``,
     ``sharpness_at_rise`` and ``regime``:
 
-    - ``"diverge"``: the loss became non-finite or ended above its initial value;
+    - ``"diverge"``: the loss became non-finite or did not end at least ``progress``
+      (relative) below its initial value (e.g. a blow-up that left a dead network at the
+      chance loss ``log C``);
     - ``"converge"``: the loss never rose;
     - ``"catapult"``: the loss rose while the sharpness was above ``2 / lr``, and ended
       below its initial value with the sharpness below ``2 / lr``;
@@ -105,7 +108,7 @@ def classify_edge_runs(df: pd.DataFrame, rise: float = 1e-3) -> pd.DataFrame:
         before = known[known <= max(first - 1, 0)]
         s_rise = float(sharp[before[-1]]) if len(before) else math.nan
         s_final = float(sharp[known[-1]]) if len(known) else math.nan
-        if not finite or loss[-1] >= loss[0]:
+        if not finite or loss[-1] > (1 - progress) * loss[0]:
             regime = "diverge"
         elif first < 0:
             regime = "converge"

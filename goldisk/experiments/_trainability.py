@@ -128,8 +128,9 @@ def trainability(
                                 n_batch=n_batch, dim=dim, random_state=int(seeds[k, 1]))
         gd = suggest_lr(net, X, y, "sgd", random_state=int(seeds[k, 1]))
         stats["lambda_max"] = gd.lambda_max  # on all of X, as GD trains
-        ad = suggest_lr(net, X, y, "adam", grad_batch_size=batch_size,
-                        random_state=int(seeds[k, 1]))
+        # Adam's preconditioner after one full-batch step (sign-like first steps): the
+        # one averaged over mini-batches gave rates ~30x larger that did not train
+        ad = suggest_lr(net, X, y, "adam", random_state=int(seeds[k, 1]))
         lr_adam = ad.lr if adam_lr == "auto" else float(adam_lr)
         row = {"init": k, "model": name, "radius_ratio": float(ratio),
                "temperature": float(temp), "seed": s, **stats,
