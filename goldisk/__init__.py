@@ -21,7 +21,8 @@ _LAZY = {
                      "reference_radius", "rescale_"), "._radius"),
     "SubspaceModule": "._subspace",
     **dict.fromkeys(("CurvatureResult", "hessian_statistics", "hutchinson", "model_state",
-                     "subspace_hessian"), ".curvature"),
+                     "spectral_density", "subspace_hessian", "top_eigenvalues",
+                     "trace_estimate"), ".curvature"),
     **dict.fromkeys(("CurvatureProbe", "GoldilocksClassifier", "GoldilocksRegressor",
                      "GoldilocksSelector", "InitScaler", "SubspaceProjector"), ".estimators"),
 }
@@ -41,6 +42,9 @@ __all__ = [
     "reference_radius",
     "rescale_",
     "subspace_hessian",
+    "top_eigenvalues",
+    "spectral_density",
+    "trace_estimate",
     "CurvatureProbe",
     "GoldilocksClassifier",
     "GoldilocksRegressor",
@@ -81,7 +85,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         hessian_statistics,
         hutchinson,
         model_state,
+        spectral_density,
         subspace_hessian,
+        top_eigenvalues,
+        trace_estimate,
     )
     from .estimators import (
         CurvatureProbe,

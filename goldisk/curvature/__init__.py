@@ -16,10 +16,14 @@ from ._init_stats import (
     snip,
     synflow,
 )
+from ._lanczos import top_eigenvalues
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
+from ._operator import CurvatureOperator
+from ._spectrum import plot_spectral_density, spectral_density
 from ._state import model_state
 from ._stats import STATISTICS, batch_statistics, hessian_statistics
 from ._suggest_lr import LRSuggestion, suggest_lr
+from ._trace import TRACE_METHODS, layer_curvature, trace_estimate
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
 # use, which warns on recent torch; the warning is about torch internals, not user code.
@@ -31,6 +35,13 @@ __all__ = [
     "CurvatureResult",
     "subspace_hessian",
     "hutchinson",
+    "top_eigenvalues",
+    "CurvatureOperator",
+    "spectral_density",
+    "plot_spectral_density",
+    "trace_estimate",
+    "layer_curvature",
+    "TRACE_METHODS",
     "hessian_statistics",
     "batch_statistics",
     "model_state",
