@@ -124,8 +124,8 @@ def preconditioned_model(model: nn.Module, preconditioner: list[torch.Tensor],
 
 def suggest_lr(model: nn.Module, X, y, optimizer: str = "sgd", *, momentum: float = 0.0,
                betas=(0.9, 0.999), eps: float = 1e-8, grad_batch_size: int | None = None,
-               loss: str = "cross_entropy", batch_size: int = 512, random_state=None,
-               dtype=torch.float64) -> LRSuggestion:
+               loss: str = "cross_entropy", batch_size: int = 512, tol: float = 1e-5,
+               random_state=None, dtype=torch.float64) -> LRSuggestion:
     """The largest learning rate that is stable at init: ``threshold / lambda_max``.
 
     ``optimizer="sgd"``: full-batch gradient descent (with heavy-ball ``momentum`` as in
@@ -135,7 +135,10 @@ def suggest_lr(model: nn.Module, X, y, optimizer: str = "sgd", *, momentum: floa
     ``lambda_max(P^{-1/2} H P^{-1/2})`` with Adam's preconditioner at init
     (:func:`adam_preconditioner`, from the gradients of the first epoch of batches of
     ``grad_batch_size``) and the threshold ``(2 + 2 beta1) / (1 - beta1)`` of Adam's
-    momentum (Cohen et al. 2022). Measured on digits (docs/reproduction.md): GD at
+    momentum (Cohen et al. 2022). ``tol`` is the Lanczos residual tolerance of
+    :func:`goldisk.curvature.top_eigenvalues` (relative to ``lambda_max``; the eigenvalue
+    error is of order ``tol**2``, far below what a learning rate needs).
+    Measured on digits (docs/reproduction.md): GD at
     0.8 x ``lr`` lowers the loss at every one of its first steps; at 2.5 x it rises.
 
     Returns
@@ -174,7 +177,7 @@ def suggest_lr(model: nn.Module, X, y, optimizer: str = "sgd", *, momentum: floa
                                 grad_batch_size=grad_batch_size, random_state=random_state,
                                 dtype=dtype)
         net = preconditioned_model(model, P, dtype)
-    eigs, info = top_eigenvalues(net, X, y, k=1, loss=loss, batch_size=batch_size,
+    eigs, info = top_eigenvalues(net, X, y, k=1, loss=loss, batch_size=batch_size, tol=tol,
                                  random_state=random_state, dtype=dtype, return_info=True)
     lam = float(np.asarray(eigs)[0])
     lr = threshold / lam if lam > 0 else math.inf
