@@ -135,3 +135,24 @@ def test_init_statistics_subset_order_and_errors():
     with pytest.raises(ValueError, match="n_batch"):
         init_statistics(net, Xt, yt, ["snip"], n_batch=1)
     assert set(INIT_STATISTICS.values()) == {1, -1}
+
+
+def test_init_statistics_as_selector_criteria():
+    from goldisk import CurvatureProbe, GoldilocksClassifier, GoldilocksSelector
+    from goldisk.estimators._init_criteria import INIT_CRITERIA
+    from goldisk.models import MLP
+
+    assert {"grad_norm", "snip", "grasp", "synflow", "jacob_cov", "ntk_cond",
+            "lambda_max"} <= set(INIT_CRITERIA)
+    rng = np.random.default_rng(0)
+    Xs, ys = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50)
+    net = GoldilocksClassifier(MLP, module__hidden=(6,), max_epochs=0)
+    sel = GoldilocksSelector(net, n_candidates=3, criterion="ntk_cond", refit=False,
+                             probe=CurvatureProbe(dim=3), random_state=0).fit(Xs, ys)
+    # each candidate's score is minus its NTK condition number (smaller claimed better)
+    for row in sel.candidates_.itertuples():
+        cand = net.set_params(random_state=int(row.seed)).fit(Xs, ys)
+        module = cand.module_
+        ref = init_statistics(module, Xs, ys, ["ntk_cond"], n_batch=50, random_state=0)
+        assert row.score == pytest.approx(-ref["ntk_cond"], rel=1e-9)
+    assert sel.best_index_ == int(np.argmax(sel.candidates_["score"].to_numpy()))
