@@ -146,6 +146,14 @@ def plot_edge_of_stability(df: pd.DataFrame, path=None, title: str | None = None
         ax2.plot(s["step"], s["sharpness"], color=c, marker=".", label=label)
         if np.isfinite(g["threshold"].iloc[0]):
             ax2.axhline(g["threshold"].iloc[0], color=c, ls="--", lw=0.8)
+    # a diverging run would squash the others: clip to 10 x the initial loss / threshold
+    first = float(df["loss"].iloc[0])
+    ax1.set_ylim(max(float(df["loss"][df["loss"] > 0].min()) / 2, 1e-6), 10 * first)
+    thr = df["threshold"][np.isfinite(df["threshold"])]
+    sh = df["sharpness"][np.isfinite(df["sharpness"]) & (df["sharpness"] > 0)]
+    if len(sh):
+        top = 10 * float(thr.max()) if len(thr) else 10 * float(sh.iloc[0])
+        ax2.set_ylim(float(sh.min()) / 2, top)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
     ax2.set(xlabel="step", ylabel="lambda_max (Hessian)", yscale="log",
             title="sharpness (dashed: 2 / lr)")
