@@ -211,3 +211,23 @@ def test_trainability_help_states_every_default():
         if action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
             continue
         assert str(action.default) in sub._get_formatter()._expand_help(action)
+
+
+def test_lr_auto_on_a_subspace_net_uses_the_subspace_hessian():
+    from goldisk import GoldilocksClassifier
+    from goldisk.estimators import SubspaceProjector
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    net = GoldilocksClassifier(MLP, module__hidden=(6,), subspace=SubspaceProjector(dim=5),
+                               lr="auto", optimizer=torch.optim.SGD, max_epochs=0,
+                               dtype="float64", random_state=0).fit(X, y)
+    module = net.module_
+    (name, theta), = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+
+    def f(t):
+        return per_sample_loss(torch.func.functional_call(module, {name: t}, (Xt,)), yt).mean()
+
+    H = torch.autograd.functional.hessian(f, theta.detach().clone()).numpy()
+    assert net.lr_ == pytest.approx(2 / np.linalg.eigvalsh(H)[-1], rel=1e-6)
