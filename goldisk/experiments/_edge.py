@@ -42,6 +42,15 @@ def edge_of_stability(model: nn.Module, X, y, *, factors=(0.5, 0.9, 1.1, 2.0, 4.
     Hessian eigenvalue, every ``sharpness_every`` steps, else NaN; for Adam the plain
     Hessian's, as Cohen et al. plot it next to the preconditioned one), ``threshold``
     (``2 / lr`` for GD).
+
+    Examples
+    --------
+    >>> from goldisk.datasets import make_circles3
+    >>> from goldisk.models import MLP
+    >>> ds = make_circles3(40)
+    >>> df = edge_of_stability(MLP(2, (4,), 3), ds.X, ds.y, factors=[0.5], steps=3)
+    >>> df["step"].tolist(), bool(df["loss"].is_monotonic_decreasing)
+    ([0, 1, 2, 3], True)
     """
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")

@@ -93,6 +93,17 @@ def trainability(
     pandas.DataFrame
         One row per init: the grid point, every statistic, ``adam_sharpness``, the
         learning rates, ``init_acc``, ``{adam,gd}_{acc,loss}_{epoch}``, ``gd_diverged``.
+
+    Examples
+    --------
+    >>> from goldisk.datasets import make_circles3
+    >>> from goldisk.models import MLP
+    >>> ds = make_circles3(40)
+    >>> df = trainability({"mlp": MLP(2, (4,), 3)}, ds.X, ds.y, ds.X, ds.y, radii=[1],
+    ...                   temperatures=[1, 2], n_seeds=1, epochs=[1], stat_samples=20,
+    ...                   n_batch=4, dim=2, progress=False)
+    >>> len(df), bool((df["lr_gd"] * df["lambda_max"]).round(9).eq(2).all())
+    (2, True)
     """
     radii = check_ratios(radii, "radii")
     temperatures = check_ratios(temperatures, "temperatures")
