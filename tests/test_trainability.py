@@ -146,11 +146,12 @@ def test_trainability_tiny_run_and_cli(tmp_path):
     ds = make_circles3(120)
     df = trainability({"mlp": MLP(2, (8,), 3)}, ds.X[:90], ds.y[:90], ds.X[90:], ds.y[90:],
                       radii=(1.0,), temperatures=(1.0, 2.0), n_seeds=1, epochs=(1, 2),
-                      adam_lr=1e-2, stat_samples=60, n_batch=8, dim=4, progress=False)
+                      adam_lr=1e-2, gd_factor=0.5, stat_samples=60, n_batch=8, dim=4,
+                      progress=False)
     assert list(df.columns) == trainability_columns((1, 2))
     assert len(df) == 2 and df["temperature"].tolist() == [1.0, 2.0]
-    # GD trains at each init's own 2 / lambda_max
-    assert np.allclose(df["lr_gd"] * df["lambda_max"], 2.0)
+    # GD trains at 0.5 x each init's own 2 / lambda_max
+    assert np.allclose(df["lr_gd"] * df["lambda_max"], 1.0)
     out = tmp_path / "t"
     args = ["trainability", "--dataset", "circles", "--max-samples", "120", "--out", str(out),
             "--models", "mlp", "--hidden", "8", "--radii", "1", "--temperatures", "1,2",

@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", default="1,5,20", help="accuracy after these epochs")
     p.add_argument("--adam-lr", default="auto",
                    help="Adam's learning rate, or 'auto' (suggest_lr per init)")
+    p.add_argument("--gd-factor", type=float, default=1.0,
+                   help="GD's rate as a multiple of 2/lambda_max(init)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--stat-samples", type=int, default=500,
                    help="training samples for the statistics")
@@ -69,6 +71,7 @@ def run(args) -> int:
                           args.device)
     trainability(models, X, train.y, Xv, val.y, radii=radii, temperatures=temps,
                  n_seeds=args.n_seeds, epochs=epochs, adam_lr=adam_lr,
+                 gd_factor=args.gd_factor,
                  batch_size=args.batch_size, stat_samples=args.stat_samples,
                  n_batch=args.n_batch, dim=args.dim, random_state=args.seed,
                  progress=not args.no_progress, done=folder.done, on_result=folder.save)

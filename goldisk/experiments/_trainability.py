@@ -59,6 +59,7 @@ def trainability(
     n_seeds: int = 2,
     epochs=(1, 5, 20),
     adam_lr="auto",
+    gd_factor: float = 1.0,
     batch_size: int = 64,
     stat_samples: int | None = 500,
     n_batch: int = 64,
@@ -86,7 +87,9 @@ def trainability(
         Accuracy after each (Adam: epochs of ``batch_size`` mini-batches; GD: steps).
     adam_lr : float or "auto"
         ``"auto"``: each init's ``suggest_lr(..., "adam").lr`` (preconditioned sharpness).
-        GD always uses its own ``suggest_lr(..., "sgd").lr = 2 / lambda_max``.
+    gd_factor : float
+        GD trains at ``gd_factor x`` its own ``suggest_lr(..., "sgd").lr = 2 / lambda_max``
+        (1: at the edge of stability at init).
 
     Returns
     -------
@@ -112,6 +115,8 @@ def trainability(
         raise ValueError(f"epochs must be ints >= 1, e.g. (1, 5, 20); got {epochs!r}.")
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"n_seeds must be an int >= 1, got {n_seeds!r}.")
+    if not (isinstance(gd_factor, int | float) and math.isfinite(gd_factor) and gd_factor > 0):
+        raise ValueError(f"gd_factor must be a finite number > 0, got {gd_factor!r}.")
     if adam_lr != "auto":
         check_training("adam", adam_lr, 1, batch_size, lr_name="adam_lr")
     if not isinstance(models, dict) or not models:
@@ -145,9 +150,9 @@ def trainability(
         lr_adam = ad.lr if adam_lr == "auto" else float(adam_lr)
         row = {"init": k, "model": name, "radius_ratio": float(ratio),
                "temperature": float(temp), "seed": s, **stats,
-               "adam_sharpness": ad.lambda_max, "lr_gd": gd.lr,
+               "adam_sharpness": ad.lambda_max, "lr_gd": gd_factor * gd.lr,
                "lr_adam_suggested": ad.lr, "lr_adam": lr_adam}
-        for opt, lr in (("adam", lr_adam), ("gd", gd.lr)):
+        for opt, lr in (("adam", lr_adam), ("gd", gd_factor * gd.lr)):
             model = _copy(net)
             hist = train(model, X, y, Xv, yv, optimizer=opt, lr=lr, epochs=epochs[-1],
                          batch_size=batch_size, random_state=shuffle_seed,
