@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._callbacks_sharpness import SharpnessTracker
 from ._flat import parameter_vector
 from ._subspace import SubspaceModule
 from .estimators._probe import resolve
@@ -34,6 +35,7 @@ from .estimators._probe import resolve
 __all__ = [
     "RadiusTracker",
     "CurvatureTracker",
+    "SharpnessTracker",
     "ZeroLogitTracker",
     "NonFiniteStopper",
     "NonFiniteTrainingError",

@@ -140,10 +140,13 @@ def test_init_statistics_subset_order_and_errors():
 def test_init_statistics_as_selector_criteria():
     from goldisk import CurvatureProbe, GoldilocksClassifier, GoldilocksSelector
     from goldisk.estimators._init_criteria import INIT_CRITERIA
+    from goldisk.estimators._probe import SCORES
     from goldisk.models import MLP
 
-    assert {"grad_norm", "snip", "grasp", "synflow", "jacob_cov", "ntk_cond",
-            "lambda_max"} <= set(INIT_CRITERIA)
+    # every init statistic is a criterion name: computed here or a probe column
+    assert set(INIT_STATISTICS) <= set(INIT_CRITERIA) | set(SCORES)
+    assert {"grad_norm", "snip", "grasp", "synflow", "jacob_cov", "ntk_cond"} <= \
+        set(INIT_CRITERIA)
     rng = np.random.default_rng(0)
     Xs, ys = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50)
     net = GoldilocksClassifier(MLP, module__hidden=(6,), max_epochs=0)

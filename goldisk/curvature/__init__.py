@@ -21,7 +21,7 @@ from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._operator import CurvatureOperator
 from ._spectrum import plot_spectral_density, spectral_density
 from ._state import model_state
-from ._stats import STATISTICS, batch_statistics, hessian_statistics
+from ._stats import STATISTICS, batch_statistics, eigen_statistics, hessian_statistics
 from ._suggest_lr import LRSuggestion, suggest_lr
 from ._trace import TRACE_METHODS, layer_curvature, trace_estimate
 
@@ -43,6 +43,7 @@ __all__ = [
     "layer_curvature",
     "TRACE_METHODS",
     "hessian_statistics",
+    "eigen_statistics",
     "batch_statistics",
     "model_state",
     "per_sample_loss",

@@ -70,6 +70,20 @@ class CurvatureResult:
         G = None if self.G is None else self.G[..., :k, :k]
         return CurvatureResult(self.H[..., :k, :k], G, self.loss, self.n_samples)
 
+    def top_eigenvalues(self, k: int = 1, *, operator: str = "hessian",
+                        which: str = "largest"):
+        """As :func:`goldisk.top_eigenvalues` for the subspace matrix (exact ``eigvalsh``):
+        descending numpy ``(..., k)``; ``operator`` in ``"hessian"``, ``"ggn"``, ``"hterm"``."""
+        from ._subspace_spectrum import result_top_eigenvalues
+
+        return result_top_eigenvalues(self, k, operator, which)
+
+    def spectral_density(self, *, operator: str = "hessian", sigma=None, n_points=1000):
+        """As :func:`goldisk.spectral_density`, from the exact eigenvalues (weight 1/d)."""
+        from ._subspace_spectrum import result_spectral_density
+
+        return result_spectral_density(self, operator, sigma, n_points)
+
 
 def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn.Module:
     """``model`` in ``dtype`` on ``device`` (a copy if needed); warns when it has layers

@@ -60,14 +60,15 @@ def _keep(m, keep_n, which):
 
 
 def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype, device,
-                    locked=None, scale_hint=0.0):
+                    locked=None, scale_hint=0.0, history=None):
     """Core thick-restart Lanczos on ``matvec`` (``(D,) -> (D,)``), in the orthogonal
     complement of the rows of ``locked`` (converged eigenvectors) when given.
 
     Returns the wanted Ritz values (ascending), their residual norms, Ritz vectors (rows),
     the number of products, whether all converged, and the number of restarts.
     Convergence is checked after every product (an ``eigh`` of at most ``ncv x ncv``,
-    negligible next to a product over the dataset).
+    negligible next to a product over the dataset). ``history``, a list, gets the wanted
+    Ritz values after every product (for benchmarks).
     """
     if locked is not None:
         D_free = D - len(locked)
@@ -79,7 +80,9 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
         D_free = D
     n_want = min(k if which != "both" else 2 * k, D_free)
     ncv = int(min(D_free, max(ncv, n_want + 2)))
-    V = torch.zeros(ncv, D, dtype=dtype, device=device)
+    # rows past the current basis are never read: no zero fill (it would fault in
+    # ncv x D floats up front)
+    V = torch.empty(ncv, D, dtype=dtype, device=device)
     T = torch.zeros(ncv, ncv, dtype=torch.float64)
     eps = torch.finfo(dtype).eps
 
@@ -110,6 +113,8 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
             f = w / beta if beta > 0 else None
         want = _wanted(theta, k, which)
         res = beta * S[j - 1].abs()
+        if history is not None:
+            history.append(theta[want].tolist())
         exact = j >= D_free
         converged = exact or (len(want) == n_want and bool((res[want] <= tol * scale).all()))
         if converged or n_mv >= max_iter:
@@ -126,7 +131,6 @@ def lanczos_extreme(matvec, D, k, which, *, tol, max_iter, ncv, generator, dtype
         Y = S[:, keep].T.to(device, dtype) @ V[:j]
         coupling = beta * S[j - 1, keep]
         nk = len(keep)
-        V.zero_()
         T.zero_()
         V[:nk] = Y
         T[:nk, :nk] = torch.diag(theta[keep])

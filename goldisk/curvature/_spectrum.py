@@ -23,7 +23,7 @@ from .._rng import torch_generator
 from ._lanczos import _orthogonalize
 from ._operator import CurvatureOperator
 
-__all__ = ["spectral_density", "slq_nodes", "plot_spectral_density"]
+__all__ = ["spectral_density", "slq_nodes", "smooth_density", "plot_spectral_density"]
 
 
 def slq_nodes(matvec, D, n_probes, n_steps, gen, dtype, device):
@@ -120,6 +120,16 @@ def spectral_density(
                            dtype=dtype, device=device, parameters=parameters)
     nodes, weights = slq_nodes(op.matmat, op.D, int(n_probes), int(n_steps),
                                torch_generator(random_state), op.dtype, op.device)
+    df = smooth_density(nodes, weights, sigma, n_points)
+    df.attrs.update(n_matvecs=op.n_matvecs, D=op.D)
+    return df
+
+
+def smooth_density(nodes, weights, sigma=None, n_points=1000) -> pd.DataFrame:
+    """The density of a discrete spectral measure (rows of ``nodes`` / ``weights``, each
+    row a probe whose weights sum to 1) with a Gaussian of width ``sigma`` on each node
+    (default: 1% of the nodes' range), on ``n_points`` spanning the nodes +- 5 sigma."""
+    nodes, weights = np.atleast_2d(nodes), np.atleast_2d(weights)
     used = weights > 0
     lo, hi = float(nodes[used].min()), float(nodes[used].max())
     if sigma is None:
@@ -128,13 +138,12 @@ def spectral_density(
     dens = np.zeros_like(grid)
     for t, w in zip(nodes[used], weights[used], strict=True):
         dens += w * np.exp(-0.5 * ((grid - t) / sigma) ** 2)
-    dens /= n_probes * sigma * math.sqrt(2 * math.pi)
+    dens /= len(nodes) * sigma * math.sqrt(2 * math.pi)
     # the Gaussians' tails beyond +-5 sigma (6e-7) and the trapezoid rule's error: the
     # grid's integral is made exactly 1
     dens /= np.trapezoid(dens, grid)
     df = pd.DataFrame({"eigenvalue": grid, "density": dens})
-    df.attrs.update(nodes=nodes, weights=weights, sigma=float(sigma),
-                    n_matvecs=op.n_matvecs, D=op.D)
+    df.attrs.update(nodes=nodes, weights=weights, sigma=float(sigma))
     return df
 
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["hessian_statistics", "batch_statistics", "STATISTICS"]
+__all__ = ["hessian_statistics", "batch_statistics", "eigen_statistics", "STATISTICS"]
 
 STATISTICS = (
     "trace",
@@ -96,3 +96,28 @@ def warn_statistics(stats: dict, prefix: str = "") -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def eigen_statistics(H: torch.Tensor, k: int = 1, prefix: str = "") -> dict[str, float]:
+    """``lambda_max``, ``lambda_min`` and, for ``k > 1``, ``lambda_max_2 .. lambda_max_k``
+    and ``lambda_min_2 .. lambda_min_k`` of a symmetric matrix (the subspace Hessian):
+    the columns :func:`goldisk.top_eigenvalues` gives for the full space, from one
+    ``eigvalsh`` in float64 (symmetrized); keys get ``prefix``.
+
+    Examples
+    --------
+    >>> eigen_statistics(torch.diag(torch.tensor([3.0, -1.0, 1.0])), k=2)
+    {'lambda_max': 3.0, 'lambda_min': -1.0, 'lambda_max_2': 1.0, 'lambda_min_2': 1.0}
+    """
+    H = torch.as_tensor(H).detach().to("cpu", torch.float64)
+    if H.dim() != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a square (d, d) matrix, got shape {tuple(H.shape)}.")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= H.shape[0]:
+        raise ValueError(f"k must be an int in 1..{H.shape[0]}, got {k!r}.")
+    ev = torch.linalg.eigvalsh(0.5 * (H + H.T)) if bool(torch.isfinite(H).all()) else \
+        torch.full((H.shape[0],), float("nan"), dtype=torch.float64)
+    out = {prefix + "lambda_max": float(ev[-1]), prefix + "lambda_min": float(ev[0])}
+    for i in range(2, k + 1):
+        out[prefix + f"lambda_max_{i}"] = float(ev[-i])
+        out[prefix + f"lambda_min_{i}"] = float(ev[i - 1])
+    return out

@@ -10,7 +10,9 @@ from ._probe import SCORES, resolve
 __all__ = ["INIT_CRITERIA", "InitStatisticCriterion", "init_criterion"]
 
 #: Criteria computed by :func:`goldisk.curvature.init_statistics` (the others of
-#: ``INIT_STATISTICS`` are columns of ``CurvatureProbe.measure`` already).
+#: ``INIT_STATISTICS`` are columns of ``CurvatureProbe.measure`` already, maximized as
+#: columns; ``criterion=InitStatisticCriterion(name)`` measures any of them with its
+#: claimed sign instead, e.g. ``-lambda_max``).
 INIT_CRITERIA = tuple(s for s in INIT_STATISTICS if s not in SCORES)
 
 

@@ -29,9 +29,11 @@ __all__ = ["CurvatureProbe"]
 LOSSES = ("auto", "cross_entropy", "mse")
 _STATS = ("trace", "frobenius", "trace_ratio", "frac_positive", "eig_min", "eig_max")
 _STATE = ("loss", "accuracy", "confidence", "entropy", "logit_grad_norm", "zero_logit_frac")
+#: Full-space extreme eigenvalues (opt-in: ``sharpness=True``; Lanczos products).
+_SHARPNESS = ("lambda_max", "lambda_min", "ggn_lambda_max")
 #: Every column ``measure`` can return that may serve as ``score``.
 SCORES = (*_STATS, *("g_" + s for s in _STATS), *("h_" + s for s in _STATS), "g_dominance",
-          *_STATE)
+          *_STATE, *_SHARPNESS)
 
 
 class _Log(nn.Module):
@@ -143,6 +145,11 @@ class CurvatureProbe(BaseEstimator):
     dtype : {"float64", "float32"}, default="float64"
     random_state : None, int or generator, default=None
         Seeds the subspaces and the subsample.
+    sharpness : bool, default=False
+        Also measure the full-space ``lambda_max`` and ``lambda_min`` of the Hessian and
+        ``ggn_lambda_max`` of the Gauss-Newton matrix (columns of the same name, equal on
+        every row; :func:`goldisk.top_eigenvalues` on the same samples, relative residual
+        1e-6). Off by default: they cost tens of Hessian-vector products over the samples.
 
     Examples
     --------
@@ -158,7 +165,7 @@ class CurvatureProbe(BaseEstimator):
 
     def __init__(self, dim=50, n_subspaces=3, kind="hyperplane", projection="auto",
                  max_samples=1000, batch_size=512, gauss_newton=True, score="trace_ratio",
-                 loss="auto", dtype="float64", random_state=None):
+                 loss="auto", dtype="float64", random_state=None, sharpness=False):
         self.dim = dim
         self.n_subspaces = n_subspaces
         self.kind = kind
@@ -170,6 +177,7 @@ class CurvatureProbe(BaseEstimator):
         self.loss = loss
         self.dtype = dtype
         self.random_state = random_state
+        self.sharpness = sharpness
 
     def _validate(self, D=None) -> None:
         _check_dim(self.dim, "dim", D)
@@ -190,6 +198,8 @@ class CurvatureProbe(BaseEstimator):
         check_dtype(self.dtype)
         if self.gauss_newton not in (True, False):
             raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
+        if self.sharpness not in (True, False):
+            raise ValueError(f"sharpness must be True or False, got {self.sharpness!r}.")
         if not self.gauss_newton and self.score.startswith(("g_", "h_")):
             raise ValueError(f"score={self.score!r} needs gauss_newton=True.")
 
@@ -279,7 +289,8 @@ class CurvatureProbe(BaseEstimator):
             (Gauss-Newton ``G``) and ``h_`` (H-term ``H - G``), ``g_dominance``
             (``g_trace / |h_trace|``), and the state at the point: ``loss``,
             ``accuracy``, ``confidence``, ``entropy``, ``logit_grad_norm``,
-            ``zero_logit_frac`` (classification only for the middle four).
+            ``zero_logit_frac`` (classification only for the middle four); with
+            ``sharpness=True`` also ``lambda_max``, ``lambda_min`` and ``ggn_lambda_max``.
         """
         return self._measure(*resolve(estimator, X, y, loss=self.loss))
 
@@ -287,7 +298,8 @@ class CurvatureProbe(BaseEstimator):
         """``measure``'s table; with ``columns``, only what they need is computed (no
         Hessian for state columns alone, no G without ``g_``/``h_`` columns), the values
         being those of the whole table."""
-        need_h = columns is None or any(c not in _STATE for c in columns)
+        need_h = columns is None or any(c not in _STATE + _SHARPNESS for c in columns)
+        need_s = self.sharpness if columns is None else any(c in _SHARPNESS for c in columns)
         need_g = columns is None or any(c.startswith(("g_", "h_")) for c in columns)
         module, X, y, loss, results = self._hessians(module, X, y, loss, need_h, need_g)
         dtype = DTYPES[check_dtype(self.dtype)]
@@ -303,7 +315,29 @@ class CurvatureProbe(BaseEstimator):
                 row["g_dominance"] = row["g_trace"] / h if h > 0 else float("inf")
             row.update(state)
             rows.append(row)
+        if need_s:
+            state = {**state, **self._sharpness(module, X, y, loss, dtype)}
+            for row in rows:
+                row.update(state)
         return pd.DataFrame(rows or [{"subspace": 0, **state}])
+
+    def _sharpness(self, module, X, y, loss, dtype) -> dict:
+        """Full-space ``lambda_max``, ``lambda_min`` (Hessian), ``ggn_lambda_max``."""
+        from ..curvature import top_eigenvalues
+
+        seed = int(np.random.default_rng(self._seed_sequence().spawn(3)[2]).integers(2**62))
+        kw = dict(loss=loss, batch_size=self.batch_size, dtype=dtype, random_state=seed)
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
+        try:
+            with TRANSFORMS_LOCK:
+                lam = top_eigenvalues(module, X, y, 1, which="both", **kw)
+                g = top_eigenvalues(module, X, y, 1, operator="ggn", **kw)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return {"lambda_max": float(lam[0]), "lambda_min": float(lam[-1]),
+                "ggn_lambda_max": float(g[0])}
 
     def __call__(self, estimator, X, y) -> float:
         """Mean of the ``score`` column (negated for ``"loss"``): a scikit-learn scorer."""

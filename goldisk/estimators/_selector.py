@@ -99,8 +99,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         positive semi-definite Gauss-Newton part dominates), ``"loss"`` (minimized), or
         any other of ``goldisk.estimators.SCORES`` (maximized), or an init statistic of
         ``goldisk.curvature.INIT_STATISTICS`` (``"grad_norm"``, ``"snip"``, ``"grasp"``,
-        ``"synflow"``, ``"jacob_cov"``, ``"ntk_cond"``, ``"lambda_max"``: signed so that
-        the claimed-better direction is maximized, see ``InitStatisticCriterion``). A callable
+        ``"synflow"``, ``"jacob_cov"``, ``"ntk_cond"``: signed so that the
+        claimed-better direction is maximized, see ``InitStatisticCriterion``). A callable
         ``criterion(estimator, X, y) -> float`` (higher is better) receives the
         initialized candidate.
     probe : CurvatureProbe or None, default=None
