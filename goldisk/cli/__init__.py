@@ -7,12 +7,22 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import _decompose, _reproduce, _select, _spectrum, _subspace_train, _sweep, _trajectory
+from . import (
+    _decompose,
+    _reproduce,
+    _select,
+    _spectrum,
+    _subspace_train,
+    _sweep,
+    _trainability,
+    _trajectory,
+)
 from ._common import CLIError, _one_line_errors
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [_sweep, _subspace_train, _select, _trajectory, _decompose, _reproduce, _spectrum]
+SUBCOMMANDS = [_sweep, _subspace_train, _select, _trajectory, _decompose, _reproduce, _spectrum,
+               _trainability]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,18 @@ import warnings
 from ._gauss_newton import subspace_gauss_newton
 from ._hessian import MAX_FULL_D, CurvatureResult, subspace_hessian
 from ._hutchinson import hutchinson
+from ._init_stats import (
+    INIT_STATISTICS,
+    curvature_statistics,
+    gradient_norm,
+    grasp,
+    init_statistics,
+    jacob_cov,
+    lambda_max,
+    ntk_condition_number,
+    snip,
+    synflow,
+)
 from ._lanczos import top_eigenvalues
 from ._losses import LOSSES, logit_gradient, logit_hessian, per_sample_loss
 from ._operator import CurvatureOperator
@@ -17,6 +29,7 @@ from ._stats import (
     hessian_statistics,
     warn_statistics,
 )
+from ._suggest_lr import LRSuggestion, suggest_lr
 from ._trace import TRACE_METHODS, layer_curvature, trace_estimate
 
 # torch's forward-mode AD registers its jvp decompositions with torch.jit.script on first
@@ -50,4 +63,16 @@ __all__ = [
     "MAX_FULL_D",
     "logit_statistics",
     "warn_statistics",
+    "INIT_STATISTICS",
+    "curvature_statistics",
+    "gradient_norm",
+    "grasp",
+    "init_statistics",
+    "jacob_cov",
+    "lambda_max",
+    "ntk_condition_number",
+    "snip",
+    "synflow",
+    "suggest_lr",
+    "LRSuggestion",
 ]

@@ -21,6 +21,7 @@ from .._rng import MAX_SEED, check_random_state, fork_global_rng, torch_generato
 from .._subspace import SubspaceModule
 from .._validation import check_device, is_int
 from . import _fit_checks as fc
+from ._auto_lr import optimizer_kwargs, resolve_auto_lr
 from ._init_scaler import DTYPES, InitScaler, check_dtype
 from ._lr import subspace_lr
 from ._subspace_projector import SubspaceProjector
@@ -71,8 +72,9 @@ class _GoldilocksNet:
                 rest[key] = value
         if rest:
             super().set_params(**rest)
-            if rest.get("lr") == "auto" and self.initialized_:  # skorch wrote "auto" into
-                self._initialize_optimizer(reason="Re-initializing optimizer.")  # its groups
+            lr = rest.get("lr", 0.0)
+            if (lr is None or isinstance(lr, str)) and self.initialized_:  # skorch wrote
+                self._initialize_optimizer(reason="Re-initializing optimizer.")  # it as is
         for name, value in top.items():
             setattr(self, name, value)
         for name, sub in nested.items():
@@ -256,12 +258,16 @@ class _GoldilocksNet:
         return self
 
     def get_params_for_optimizer(self, prefix, named_parameters):
-        """skorch's optimizer arguments, with ``lr="auto"`` resolved (``lr_``): 1e-3 in the
-        full space, :func:`~goldisk.estimators.subspace_lr` inside a subspace."""
+        """skorch's optimizer arguments with ``lr`` resolved and recorded as ``lr_``:
+        ``None`` (the default) is 1e-3 in the full space and
+        :func:`~goldisk.estimators.subspace_lr` inside a subspace; ``"auto"`` is the rate
+        :func:`goldisk.curvature.suggest_lr` measures at each new init (``fit`` sets it,
+        see ``lr_suggestion_``)."""
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        if isinstance(kwargs.get("lr"), str) and kwargs["lr"] == "auto":
+        if "lr" in kwargs and kwargs["lr"] is None:
             rho = 1.0 if self.init_scaler is None else self.init_scaler.radius
             kwargs["lr"] = subspace_lr(self.optimizer, self.module_, rho)
+        kwargs = optimizer_kwargs(self, kwargs)
         if prefix == "optimizer":
             self.lr_ = kwargs.get("lr")
         return args, kwargs
@@ -361,6 +367,7 @@ class _GoldilocksNet:
         self._check_module_kwargs()
         if not self.warm_start or not self.initialized_:
             self.initialize()
+            resolve_auto_lr(self, X, y)  # lr="auto": measured at the new init
         self._check_forward(X)
         return self._train(X, y, _routing_method="fit", **fit_params)
 
@@ -379,6 +386,7 @@ class _GoldilocksNet:
         X, y = self._prepare_fit(X, y, reset=reset, classes=classes if reset else None)
         if not self.initialized_:
             self.initialize()
+            resolve_auto_lr(self, X, y)
         self._check_forward(X)
         return self._train(X, y, **fit_params)
 

@@ -30,14 +30,16 @@ _SHARED_DOC = """
         accepts ``in_features`` / ``out_features`` and they are not given, they are
         inferred from the data at ``fit``. An instance is copied, never modified.
     criterion, optimizer : default {criterion}, torch.optim.Adam
-    lr : float or "auto", default="auto"
-        ``"auto"``: ``1e-3`` in the full space; with ``subspace=`` set, the rule of
+    lr : float, "auto" or None, default=None
+        ``None``: ``1e-3`` in the full space; with ``subspace=`` set, the rule of
         :func:`goldisk.estimators.subspace_lr`: ``max(1e-3, 30 / d) * max(1, radius)``
         for Adam and other adaptive optimizers (``radius``: ``init_scaler__radius``),
         ``0.05 * D / d`` for SGD, because a subspace run needs a step one to two orders
-        of magnitude above the full space's (measured in ``docs/user_guide.md``). The
-        value used is ``lr_`` after ``initialize``. A number (or ``optimizer__lr``) is
-        used as given.
+        of magnitude above the full space's (measured in ``docs/user_guide.md``).
+        ``"auto"``: measured at each new init by :func:`goldisk.curvature.suggest_lr`
+        (SGD: ``2 / lambda_max``; Adam: the preconditioned sharpness), see
+        ``lr_suggestion_``. The value used is ``lr_`` after ``initialize`` (``fit`` for
+        ``"auto"``). A number (or ``optimizer__lr``) is used as given.
     max_epochs : int, default=10
         ``0`` means "evaluate at initialization": ``fit`` initializes (a classifier also
         fits ``classes_``) without training or recording anything; ``predict`` works.
@@ -100,7 +102,7 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
     """
 
     def __init__(self, module, *, criterion=torch.nn.CrossEntropyLoss,
-                 optimizer=torch.optim.Adam, lr="auto", max_epochs=10, batch_size=128,
+                 optimizer=torch.optim.Adam, lr=None, max_epochs=10, batch_size=128,
                  train_split=None, verbose=0, init_scaler=None, subspace=None,
                  dtype="float32", random_state=None, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
@@ -192,7 +194,7 @@ class GoldilocksRegressor(_GoldilocksNet, NeuralNetRegressor):
     """
 
     def __init__(self, module, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
-                 lr="auto", max_epochs=10, batch_size=128, train_split=None, verbose=0,
+                 lr=None, max_epochs=10, batch_size=128, train_split=None, verbose=0,
                  init_scaler=None, subspace=None, dtype="float32", random_state=None,
                  **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._rng import MAX_TABLE_SEED, check_random_state
 from .._validation import is_int
+from ._init_criteria import INIT_CRITERIA, init_criterion
 from ._net import check_fit_params
 from ._probe import SCORES, CurvatureProbe
 
@@ -123,7 +124,10 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         ``"trace_ratio"`` (``Tr H / ||H||_F``), ``"frac_positive"`` (fraction of
         positive eigenvalues), ``"g_dominance"`` (``g_trace / |h_trace|``: how much the
         positive semi-definite Gauss-Newton part dominates), ``"loss"`` (minimized), or
-        any other of ``goldisk.estimators.SCORES`` (maximized). A callable
+        any other of ``goldisk.estimators.SCORES`` (maximized), or an init statistic of
+        ``goldisk.curvature.INIT_STATISTICS`` (``"grad_norm"``, ``"snip"``, ``"grasp"``,
+        ``"synflow"``, ``"jacob_cov"``, ``"ntk_cond"``: signed so that the
+        claimed-better direction is maximized, see ``InitStatisticCriterion``). A callable
         ``criterion(estimator, X, y) -> float`` (higher is better) receives the
         initialized candidate.
     probe : CurvatureProbe or None, default=None
@@ -186,8 +190,9 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         n = self.n_candidates
         if not is_int(n) or n < 1:
             raise ValueError(f"n_candidates must be an int >= 1, got {n!r}.")
-        if not callable(self.criterion) and self.criterion not in SCORES:
-            raise ValueError(f"criterion must be a callable or one of {list(SCORES)}, "
+        if not callable(self.criterion) and self.criterion not in (*SCORES, *INIT_CRITERIA):
+            raise ValueError(f"criterion must be a callable or one of "
+                             f"{[*SCORES, *INIT_CRITERIA]}, "
                              f"got {self.criterion!r}.")
         if self.probe is not None and not isinstance(self.probe, CurvatureProbe):
             raise ValueError(f"probe must be None or a CurvatureProbe, got {self.probe!r}.")
@@ -230,8 +235,9 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         # candidates are independent: joblib runs them in parallel (n_jobs, or a
         # parallel_config / dask / ray backend), in order, with the same numbers
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_measure_candidate)(self.estimator, prefix, seed, probe, self.criterion,
-                                        X, y) for seed in seeds)
+            delayed(_measure_candidate)(self.estimator, prefix, seed, probe,
+                                        init_criterion(self.criterion), X, y)
+            for seed in seeds)
         rows = [{"candidate": i, "seed": seed, **row}
                 for i, (seed, (row, _)) in enumerate(zip(seeds, results, strict=True))]
         for name in ("n_features_in_", "feature_names_in_"):  # none left from a last fit

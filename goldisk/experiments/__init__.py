@@ -5,11 +5,14 @@
 ``select``              curvature and loss at init against training speed (Fort Fig. 6)
 ``trajectory``          the radius during training, free and held fixed (Chang)
 ``decompose``           G-term/H-term, temperature, model state, trainability (Vysogorets)
+``trainability``        every init statistic against accuracy after Adam and GD training
+``edge_of_stability``   full-batch GD at multiples of 2 / lambda_max(init) (Cohen Fig. 1)
 ``reproduce``           all of them (and the radius sweep) plus a markdown report
 ======================  ==================================================================
 """
 
 from ._decompose import DECOMPOSE_COLUMNS, DECOMPOSE_PARTS, decompose, model_depth
+from ._edge import classify_edge_runs, edge_of_stability, plot_edge_of_stability
 from ._plots import (
     plot_select,
     plot_select_slopes,
@@ -49,6 +52,13 @@ from ._summaries import (
     finalize_subspace_train,
     finalize_sweep,
     finalize_trajectory,
+)
+from ._trainability import (
+    TRAINABILITY_OPTIMIZERS,
+    plot_trainability,
+    trainability,
+    trainability_columns,
+    trainability_correlations,
 )
 from ._training import OPTIMIZERS, Units, evaluate, log_grid, model_radius, point_at, train
 from ._trajectory import TRAJECTORY_COLUMNS, fit_radius_growth, trajectory
@@ -97,4 +107,12 @@ __all__ = [
     "finalize_subspace_train",
     "finalize_sweep",
     "finalize_trajectory",
+    "TRAINABILITY_OPTIMIZERS",
+    "classify_edge_runs",
+    "edge_of_stability",
+    "plot_edge_of_stability",
+    "plot_trainability",
+    "trainability",
+    "trainability_columns",
+    "trainability_correlations",
 ]
