@@ -97,14 +97,25 @@ def _scale_(p: torch.Tensor, factor: float) -> None:
         p.copy_(p.double().mul_(factor))
 
 
+def _combine(norms) -> float:
+    """``sqrt(sum n_i^2)`` of non-negative floats without under- or overflow."""
+    norms = list(norms)
+    m = max(norms, default=0.0)
+    if m == 0 or not math.isfinite(m):
+        return m
+    return m * math.sqrt(math.fsum((n / m) ** 2 for n in norms))
+
+
 def _check_representable(tensors, factor: float, target: float) -> None:
-    """Refuse a rescale by ``factor`` whose result the tensors' dtype cannot hold: the
-    scaled vector is formed in that dtype (on a copy) and its norm must come out as the
-    exact one to 1e-3 (a float32 module sent to 1e39 would read inf, to 1e-46 read 0)."""
+    """Refuse a rescale by ``factor`` whose result the tensors' dtype cannot hold: each
+    tensor is scaled in that dtype (a copy, one tensor at a time) and the norm of the
+    result must come out as the exact one to 1e-3 (a float32 module sent to 1e40 would read
+    inf, to 1e-46 read 0)."""
     for dtype in {t.dtype for t in tensors}:
-        v = torch.cat([t.detach().reshape(-1) for t in tensors if t.dtype == dtype]).double()
-        want = factor * float(safe_norm(v))
-        got = float(safe_norm((v * factor).to(dtype).double()))
+        group = [t.detach() for t in tensors if t.dtype == dtype]
+        want = factor * _combine(float(safe_norm(t.double().reshape(-1))) for t in group)
+        got = _combine(float(safe_norm((t.double() * factor).to(dtype).double().reshape(-1)))
+                       for t in group)
         if want > 0 and not (math.isfinite(got) and abs(got - want) <= 1e-3 * want):
             info = torch.finfo(dtype)
             raise ValueError(

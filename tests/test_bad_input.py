@@ -767,6 +767,10 @@ CASES = [
          r"BatchNorm.*iterator_train__drop_last=True"),
     case("i17-c17-regressor-y-inf", lambda: reg().fit(X, np.r_[np.inf, np.zeros(23)]),
          ValueError, r"Input y contains infinity.*infinite values of y\."),
+    case("i17-c01-current-per-layer-radius-underflows-float32", lambda: clf(
+        max_epochs=0, init_scaler=InitScaler(reference="current", mode="per_layer",
+                                             radius=1e-50)).fit(X, Y), ValueError,
+         r"init_scaler__radius=1e-50 cannot be represented in torch.float32"),
     case("i17-SoftmaxTemperature-string", lambda: SoftmaxTemperature(net(), "2"), TypeError,
          r"temperature must be a real number, got '2'"),
     case("i17-subspace_hessian-point-nan", lambda: subspace_hessian(

@@ -30,9 +30,18 @@ def _apply_scaler(scaler, module, dtype, seed):
                          f"by less than 1/{torch.finfo(dtype).max:.1e}, which overflows "
                          f"{dtype}; pass a larger temperature (or dtype='float64').")
     try:
-        return keep.apply_(module.to(dtype))
+        out = keep.apply_(module.to(dtype))
     except ValueError as exc:
         raise ValueError(f"init_scaler__radius={scaler.radius!r}: {exc}") from None
+    # (a path that scales in place without rescale_'s check, e.g. reference="current" with
+    # mode="per_layer", must not leave zero or non-finite weights either)
+    values = [p.detach() for p in out.parameters() if p.requires_grad]
+    if any(not bool(torch.isfinite(v).all()) for v in values) or all(
+            not bool(v.any()) for v in values):
+        raise ValueError(f"init_scaler__radius={scaler.radius!r} cannot be represented in "
+                         f"{dtype}: the weights under- or overflow; pass dtype='float64' or "
+                         "a radius closer to 1.")
+    return out
 
 
 
