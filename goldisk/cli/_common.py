@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
