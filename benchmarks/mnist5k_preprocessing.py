@@ -13,6 +13,8 @@ per-pixel mean (unit images are all >= 0) and the scale (mean square 0.10 agains
 
 Also: a radius grid for "standardize" and "unit" (is "unit" the same curve, shifted?) and
 the top eigenvalues of the input second-moment matrix X^T X / N (the rank-one mean term).
+The stored results/mnist5k_preprocessing_cpu.json was stopped (CPU share) before the
+"unit" grid finished: it holds the "standardize" grid only.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_preprocessing.py
 """
