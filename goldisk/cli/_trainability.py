@@ -34,9 +34,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from ..experiments._report import ResultFolder, build_model, split_dataset
-    from ..experiments._trainability import (
+    from ..experiments import (
+        ResultFolder,
+        build_model,
         plot_trainability,
+        split_dataset,
         trainability,
         trainability_columns,
         trainability_correlations,

@@ -239,7 +239,7 @@ def lambda_max(model: nn.Module, X, y, *, operator="hessian", loss="cross_entrop
     loss, by Lanczos (:func:`goldisk.curvature.top_eigenvalues`). Full-batch gradient
     descent is stable at the start only for ``lr < 2 / lambda_max`` (Cohen et al. 2021;
     Gilmer et al. 2021)."""
-    from . import top_eigenvalues
+    from ._lanczos import top_eigenvalues
 
     return float(top_eigenvalues(model, X, y, k=1, operator=operator, loss=loss,
                                  batch_size=batch_size, random_state=random_state,

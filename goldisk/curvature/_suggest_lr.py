@@ -155,7 +155,7 @@ def suggest_lr(model: nn.Module, X, y, optimizer: str = "sgd", *, momentum: floa
     >>> s.optimizer, abs(s.lr * s.lambda_max - 2.0) < 1e-12
     ('sgd', True)
     """
-    from . import top_eigenvalues
+    from ._lanczos import top_eigenvalues
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")

@@ -18,8 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..curvature import suggest_lr
-from ..curvature._losses import per_sample_loss
+from ..curvature import per_sample_loss, suggest_lr
 
 __all__ = ["edge_of_stability", "classify_edge_runs", "plot_edge_of_stability"]
 
