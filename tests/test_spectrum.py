@@ -173,7 +173,7 @@ def test_probe_sharpness_columns_are_the_full_space_extremes():
     ev = torch.linalg.eigvalsh(brute_force_hessian(net, X, y)).numpy()
     g = torch.linalg.eigvalsh(brute_force_gauss_newton(net, X, y)).numpy()
     probe = CurvatureProbe(dim=4, n_subspaces=2, random_state=0, sharpness=True,
-                           score="lambda_max")
+                           statistic="lambda_max")
     table = probe.measure(net, X.numpy(), y.numpy())
     assert {"lambda_max", "lambda_min", "ggn_lambda_max"} <= set(SCORES)
     assert table["lambda_max"].tolist() == [pytest.approx(ev[-1], rel=1e-8)] * 2

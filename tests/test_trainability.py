@@ -114,7 +114,8 @@ def test_lr_auto_on_classifier():
     adam = GoldilocksClassifier(MLP, lr="auto", **kw).fit(X, y)
     assert adam.lr_suggestion_.optimizer == "adam"
     fixed = GoldilocksClassifier(MLP, lr=0.05, **kw).fit(X, y)  # a user's number wins
-    assert fixed.optimizer_.param_groups[0]["lr"] == 0.05 and not hasattr(fixed, "lr_")
+    assert fixed.optimizer_.param_groups[0]["lr"] == 0.05 == fixed.lr_
+    assert not hasattr(fixed, "lr_suggestion_")
     with pytest.raises(ValueError, match="lr must be a number > 0 or 'auto'"):
         GoldilocksClassifier(MLP, lr="fast", **kw).fit(X, y)
 
