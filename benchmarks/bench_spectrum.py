@@ -267,6 +267,7 @@ def bench_trace(net, X, y, budgets, seeds, exact):
             err = np.abs(np.array(est[name]) - exact) / abs(exact)
             rows.append({"method": name, "n_matvecs": m, "rms_rel_err": float(np.sqrt(np.mean(
                 err ** 2))), "seconds": float(np.median(times[name])),
+                "cpu_seconds": float(np.median(cpu[name])),
                 "estimates": est[name], "times": times[name]})
     return rows
 
@@ -349,6 +350,7 @@ def main(argv=None):
         result["exact_trace"] = exact
         result["trace"] = bench_trace(net, X, y, [int(b) for b in args.budgets.split(",")],
                                       list(range(args.seeds)), exact)
+        write_json(args.out, result)
         for r in result["trace"]:
             print(f"trace {r['method']:>22} m={r['n_matvecs']}: rms rel err "
                   f"{r['rms_rel_err']:.3g}, {r['seconds']:.2f} s (cpu {r['cpu_seconds']:.2f} s)",
