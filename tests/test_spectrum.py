@@ -322,3 +322,15 @@ def test_benchmark_exact_trace_is_the_hessian_trace_for_relu_mlps():
                                                                    rel=1e-10)
     G = brute_force_gauss_newton(net, X, y)
     assert float(torch.trace(H - G)) == pytest.approx(0, abs=1e-12)
+
+
+def test_cli_spectrum_help_states_every_default():
+    import argparse
+
+    from goldisk.cli import _subparser, build_parser
+
+    sub = _subparser(build_parser(), "spectrum")
+    for action in sub._actions:
+        if action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+            continue
+        assert str(action.default) in sub._get_formatter()._expand_help(action)

@@ -218,7 +218,8 @@ def top_eigenvalues(
         Stop when every wanted Ritz pair has residual ``||M s - theta s|| <= tol *
         max|theta|``. The residual bounds the eigenvalue error; for a simple eigenvalue the
         error is about ``residual^2 / gap``, so the default gives lambda_max to far better
-        than 1e-6 relative unless eigenvalues cluster (measured in docs/performance.md).
+        than 1e-6 relative unless eigenvalues cluster: 1.2e-12 in 24 products on an MLP
+        784-200-200-10 at init with 1,000 MNIST images (docs/performance.md).
     max_iter : int, default=1000
         Largest number of operator products (each over the whole dataset).
     ncv : int, optional
