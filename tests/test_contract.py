@@ -190,6 +190,11 @@ def test_float32_and_lenet():
     assert res32.H.dtype == torch.float32
     assert rel_err(res32.H.double(), ref.H) < 1e-4
     assert rel_err(res32.G.double(), ref.G) < 1e-4
+    net, X, y = conv_chain(16)  # convolutions in float32 too
+    P = make_projection("dense", ParamLayout(net).D, 6, random_state=6)
+    ref = theta_hessian(net, X, y, P)
+    res32 = subspace_hessian(net, X, y, P, method="contract", dtype=torch.float32)
+    assert rel_err(res32.H.double(), ref) < 1e-4
 
 
 def test_auto_picks_contract_only_where_it_applies(monkeypatch):
