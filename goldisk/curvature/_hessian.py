@@ -220,7 +220,7 @@ def subspace_hessian(
         (goldisk's models included) under a dense projection: all
         directions' forward tangents as matrix products, no ``H v`` in R^D (2.2-2.3x less
         CPU time than the reverse engine on an MLP 784-200-200-10 at d = 50-200, and the
-        default sweep 2.7x faster, docs/performance.md; more memory: a copy of ``P``); a
+        default sweep 2.6-2.9x faster, docs/performance.md; more memory: a copy of ``P``); a
         ``ValueError`` for any other model or projection; ``chunk_size`` and
         ``scale_chunk`` do not apply.
         ``reverse``: reverse-over-reverse, one retained gradient graph per point and batch,
