@@ -394,8 +394,8 @@ def main(argv=None):
             r["t_grad_s"] = t_grad_d
             r["per_dir_grad_eq"] = r["time_s"] / d / t_grad_d
             H_ref, ref_name = refs[r["projection"]]
-            if Hs[r["method"]]["H"] is None:  # G alone: against the other G
-                ref_name = "goldisk+G" if "goldisk+G" in Hs else "curvlinops-ggn"
+            if Hs[r["method"]]["H"] is None:  # G alone: against another method's G
+                ref_name = next(m for m in ("goldisk+G", "curvlinops-ggn", r["method"]) if m in Hs)
                 H_ref, Hs[r["method"]]["H"] = Hs[ref_name]["G"], Hs[r["method"]]["G"]
             r["reference"] = ref_name
             r["rel_err"] = rel_err(Hs[r["method"]]["H"], H_ref)

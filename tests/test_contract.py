@@ -167,6 +167,15 @@ def test_losses_scales_and_sub_batches(monkeypatch, loss):
     assert torch.allclose(res.loss, rev.loss, rtol=1e-13, atol=0)
 
 
+def test_one_direction_on_the_sphere_leaves_the_projection_alone():
+    net, X, y = tiny_problem(15, hidden=())
+    P = make_projection("dense", ParamLayout(net).D, 1, random_state=5)
+    before = P.weight.clone()
+    res = subspace_hessian(net, X, y, P, kind="hypersphere", method="contract")
+    assert torch.equal(P.weight, before)
+    assert rel_err(res.H, theta_hessian(net, X, y, P, kind="hypersphere")) < RTOL
+
+
 def test_float32_and_lenet():
     net = LeNet300100(in_features=12, out_features=4, activation="tanh")
     gen = torch.Generator().manual_seed(3)
@@ -181,6 +190,11 @@ def test_float32_and_lenet():
     assert res32.H.dtype == torch.float32
     assert rel_err(res32.H.double(), ref.H) < 1e-4
     assert rel_err(res32.G.double(), ref.G) < 1e-4
+    net, X, y = conv_chain(16)  # convolutions in float32 too
+    P = make_projection("dense", ParamLayout(net).D, 6, random_state=6)
+    ref = theta_hessian(net, X, y, P)
+    res32 = subspace_hessian(net, X, y, P, method="contract", dtype=torch.float32)
+    assert rel_err(res32.H.double(), ref) < 1e-4
 
 
 def test_auto_picks_contract_only_where_it_applies(monkeypatch):

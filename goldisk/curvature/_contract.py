@@ -114,10 +114,8 @@ def _rows(P, plan, u=None, b=None):
     hypersphere (``u``, ``b = P^T u``) the block of ``M = (I - u u^T) P``."""
     rows = {}
     for name, sl in plan.slices.items():
-        blk = P.weight[sl].T.contiguous()  # (a view of P's own storage when d = 1)
-        if u is not None:
-            blk = blk - b[:, None] * u[sl][None]  # out of place: never write into P
-        rows[name] = blk
+        blk = P.weight[sl].T.contiguous()  # (P.weight itself when d = 1: never in place)
+        rows[name] = blk if u is None else blk - b[:, None] * u[sl][None]
     return rows
 
 

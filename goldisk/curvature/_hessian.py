@@ -235,13 +235,14 @@ def subspace_hessian(
         ``contract``: the contraction engine (``goldisk.curvature._contract``) for chains of
         ``nn.Linear``/``nn.Conv2d`` layers, average pooling and elementwise activations
         (goldisk's models included) under a dense projection: all
-        directions' forward tangents as matrix products, no ``H v`` in R^D (2.1-2.3x less
-        time than the reverse engine on an MLP 784-200-200-10, docs/performance.md; more
-        memory: a copy of ``P``); a ``ValueError`` for any other model or projection;
-        ``chunk_size`` and ``scale_chunk`` do not apply.
+        directions' forward tangents as matrix products, no ``H v`` in R^D (2.2-2.3x less
+        CPU time than the reverse engine on an MLP 784-200-200-10 at d = 50-200, and the
+        default sweep 2.6-2.9x faster, docs/performance.md; more memory: a copy of ``P``); a
+        ``ValueError`` for any other model or projection; ``chunk_size`` and
+        ``scale_chunk`` do not apply.
         ``reverse``: reverse-over-reverse, one retained gradient graph per point and batch,
-        directions in blocks through a batched double backward (fastest on CPU, see
-        ``goldisk.curvature._reverse``). ``forward``: forward-over-reverse
+        directions in blocks through a batched double backward (fastest on CPU for other
+        models, see ``goldisk.curvature._reverse``). ``forward``: forward-over-reverse
         ``vmap(jvp(grad))`` over the directions, vectorized over the points too (fastest on
         a GPU for radius sweeps). ``auto``: ``forward`` on CUDA or when ``scale_chunk > 1``
         is asked for, else ``contract`` where it applies and ``reverse`` elsewhere (the
