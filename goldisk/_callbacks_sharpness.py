@@ -1,7 +1,8 @@
 """``goldisk.callbacks.SharpnessTracker``: the full-space ``lambda_max`` during training.
 
-Part of ``goldisk.callbacks`` (the callbacks layer, above the estimators), in a module of
-its own to keep that one short.
+Exported by ``goldisk.callbacks``; in a module of its own to keep that one short. It needs
+only the engine and ``goldisk._measured`` (what a net is measured on), nothing from the
+estimators.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numbers
 
 from skorch.callbacks import Callback
 
-from .estimators._probe import resolve
+from ._measured import callback_data, resolve, train_part
 
 __all__ = ["SharpnessTracker"]
 
@@ -64,16 +65,12 @@ class SharpnessTracker(Callback):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}.")
         if self.operator not in ("hessian", "ggn"):
             raise ValueError(f"operator must be 'hessian' or 'ggn', got {self.operator!r}.")
-        from .callbacks import _data
-
-        self.data_ = _data(net, self.X, self.y, (X, y))
+        self.data_ = callback_data(net, self.X, self.y, (X, y))
         self.split_taken_ = self.X is not None
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        from .callbacks import _train_part
-
         if not self.split_taken_:
-            self.data_, self.split_taken_ = _train_part(net, dataset_train, self.data_), True
+            self.data_, self.split_taken_ = train_part(net, dataset_train, self.data_), True
 
     def on_train_end(self, net, **kwargs):
         self.data_ = None

@@ -28,6 +28,8 @@ from skorch.callbacks import Callback
 
 from ._callbacks_sharpness import SharpnessTracker
 from ._flat import parameter_vector
+from ._measured import callback_data as _data
+from ._measured import train_part as _train_part
 from ._names import SCORES
 from ._subspace import SubspaceModule
 from ._validation import is_int
@@ -58,27 +60,6 @@ def _array_like(a) -> bool:
     return torch.is_tensor(a) or isinstance(a, np.ndarray)
 
 
-def _train_part(net, dataset_train, current):
-    """The data the net trains on: with a ``train_split``, the training part of the split
-    (skorch passes the unsplit data to ``on_train_begin``). Data skorch cannot unpack into
-    arrays (a dict, a custom Dataset) stay as they are."""
-    if getattr(net, "train_split", None) is None or dataset_train is None:
-        return current
-    from skorch.utils import data_from_dataset
-
-    try:
-        X, y = data_from_dataset(dataset_train)
-    except (AttributeError, TypeError, ValueError):
-        return current
-    if not _array_like(X) or not (y is None or _array_like(y)):
-        return current
-
-    def as_np(a):
-        return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
-
-    return as_np(X), None if y is None else as_np(y)
-
-
 @torch.no_grad()
 def _logits(net, X) -> torch.Tensor:
     """The module's outputs on ``X`` in eval mode, in the net's batches, every submodule's
@@ -106,19 +87,6 @@ def _logits(net, X) -> torch.Tensor:
     finally:
         for m, mode in modes:
             m.training = mode
-
-
-def _data(net, X, y, seen):
-    """``(X, y)`` as the module sees them: given data are prepared by the net, data seen at
-    ``on_train_begin`` already were."""
-    if X is None:
-        return seen
-    if not hasattr(net, "_prepare_xy"):  # a plain skorch net
-        return np.asarray(X), y
-    if y is None:  # inputs only (ZeroLogitTracker)
-        net.check_is_fitted()
-        return net._validate_X(X)[0], None
-    return net._prepare_xy(X, y)
 
 
 class RadiusTracker(Callback):

@@ -28,7 +28,7 @@ from ._validation import is_int
 
 __all__ = [
     "MLP", "LeNet300100", "LeNet5", "SmallCNN", "make_model", "init_weights_", "MODEL_NAMES",
-    "IMAGE_SHAPES",
+    "IMAGE_SHAPES", "as_image",
 ]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -131,7 +131,7 @@ class LeNet300100(MLP):
         super().__init__(in_features, (300, 100), out_features, activation=activation, bias=bias)
 
 
-def _as_image(x: torch.Tensor, c: int, s: int) -> torch.Tensor:
+def as_image(x: torch.Tensor, c: int, s: int) -> torch.Tensor:
     return x.reshape(x.shape[0], c, s, s) if x.dim() == 2 else x
 
 
@@ -174,7 +174,7 @@ class LeNet5(_Base):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(_as_image(x, self.in_channels, self.image_size))
+        x = self.features(as_image(x, self.in_channels, self.image_size))
         return self.classifier(x.reshape(x.shape[0], -1))
 
 
@@ -214,7 +214,7 @@ class SmallCNN(_Base):
         self.classifier = nn.Linear(c * s * s, self.out_features, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(_as_image(x, self.in_channels, self.image_size))
+        x = self.features(as_image(x, self.in_channels, self.image_size))
         return self.classifier(x.reshape(x.shape[0], -1))
 
 

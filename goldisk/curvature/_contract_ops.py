@@ -151,14 +151,14 @@ def _flatten(x):
 
 def _modules(net: nn.Module) -> list:
     """The chain of ops ``net`` applies, as modules and callables, or raise."""
-    from ..models import MLP, LeNet5, SmallCNN, _as_image  # models import no curvature
+    from ..models import MLP, LeNet5, SmallCNN, as_image  # models import no curvature
 
     fwd = type(net).forward
     if fwd is MLP.forward:  # x.reshape(N, -1), then the Sequential
         return [_flatten, *_modules(net.net)]
     if fwd in (LeNet5.forward, SmallCNN.forward):
         c, s = net.in_channels, net.image_size
-        return [lambda x: _as_image(x, c, s), *_modules(net.features), _flatten,
+        return [lambda x: as_image(x, c, s), *_modules(net.features), _flatten,
                 *_modules(net.classifier)]
     if type(net) in (nn.Linear, nn.Conv2d) or type(net) in ACTIVATIONS:
         return [net]

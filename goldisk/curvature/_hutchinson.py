@@ -23,8 +23,8 @@ from .._validation import (
     model_device,
     second_order,
 )
-from ._hessian import batches, prepare_model
 from ._losses import logit_hessian
+from ._prepare import batches, prepare_model
 from ._reverse import batched_flat, gradient_graph, hessian_block, reverse_chunk
 
 __all__ = ["hutchinson"]

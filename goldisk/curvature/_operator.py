@@ -29,8 +29,8 @@ from .._validation import (
     model_device,
     second_order,
 )
-from ._hessian import batches, prepare_model
 from ._losses import logit_hessian
+from ._prepare import batches, prepare_model
 from ._reverse import LOOP_MAX, batched_flat, gradient_graph, hessian_block, output_sizes
 
 __all__ = ["CurvatureOperator", "OPERATORS", "GRAPH_BUDGET_BYTES", "parameter_groups"]

@@ -14,8 +14,8 @@ from .._validation import (
     deterministic,
     model_device,
 )
-from ._hessian import batches, prepare_model
 from ._losses import logit_gradient, per_sample_loss
+from ._prepare import batches, prepare_model
 
 __all__ = ["model_state", "logit_statistics"]
 

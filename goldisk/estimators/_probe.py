@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.pipeline import Pipeline
-from torch import nn
 
 from .._flat import ParamLayout, parameter_vector
+from .._measured import resolve
 from .._names import LOSSES as _LOSSES
 from .._names import SCORES, SHARPNESS, STATE, SUBSPACE_PROJECTIONS
 from .._rng import MAX_SEED, draw_seed
-from .._subspace import KINDS, SubspaceModule
+from .._subspace import KINDS
 from .._validation import (
     TRANSFORMS_LOCK,
     check_choice,
@@ -32,80 +31,6 @@ from ._subspace_projector import _check_dim
 __all__ = ["CurvatureProbe"]
 
 LOSSES = ("auto", *_LOSSES)
-
-
-class _Log(nn.Module):
-    """Logits ``log p`` for a module returning probabilities (skorch's NLLLoss nets)."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x):
-        return torch.log(self.module(x))
-
-
-def _loss_of_criterion(criterion, y) -> str:
-    """``"cross_entropy"`` or ``"mse"`` for a criterion that is exactly goldisk's mean loss;
-    a ``ValueError`` naming the option otherwise (the Hessian would be another loss's)."""
-    if isinstance(criterion, nn.CrossEntropyLoss | nn.NLLLoss):
-        loss, plain = "cross_entropy", "plain mean cross-entropy"
-        labels = np.asarray(y.cpu() if torch.is_tensor(y) else y)
-        options = {"weight": criterion.weight is not None,
-                   "label_smoothing": getattr(criterion, "label_smoothing", 0.0) != 0.0,
-                   "ignore_index": bool(np.any(labels == criterion.ignore_index))}
-    elif isinstance(criterion, nn.MSELoss):
-        loss, plain, options = "mse", "plain mean squared error", {}
-    else:
-        raise ValueError(
-            f"cannot infer the loss from criterion {criterion!r}; pass loss='cross_entropy' "
-            "or loss='mse' to the probe."
-        )
-    options["reduction"] = criterion.reduction != "mean"
-    changed = [f"{k}={getattr(criterion, k)!r}" for k, on in options.items() if on]
-    if changed:
-        raise ValueError(
-            f"criterion {type(criterion).__name__}({', '.join(changed)}) is not the {plain} "
-            f"that goldisk differentiates exactly, so its curvature is another loss's; pass "
-            f"loss={loss!r} to the probe to measure the {plain} anyway."
-        )
-    return loss
-
-
-def resolve(estimator, X, y, prepared=False, loss="auto"):
-    """``(module, X, y, loss)`` as measured: the plain torch module at the estimator's
-    current point, the data it sees, and the loss (``loss`` unless ``"auto"``, else the one
-    implied by the estimator's criterion, or None for a plain module).
-    ``prepared=True``: ``(X, y)`` already are what the module sees (e.g. in a callback)."""
-    if isinstance(estimator, Pipeline):
-        return resolve(estimator[-1], estimator[:-1].transform(X), y, loss=loss)
-    if hasattr(estimator, "_measured_estimator"):  # a GoldilocksSelector: its best net
-        return resolve(estimator._measured_estimator(), X, y, loss=loss)
-    if isinstance(estimator, nn.Module):
-        X, y = check_data(X, y)
-        return estimator, X, y, None if loss == "auto" else loss
-    if hasattr(estimator, "module_") or hasattr(estimator, "initialized_"):  # skorch net
-        estimator.check_is_fitted()
-        if prepared:
-            X, y = check_data(X, y)
-        elif hasattr(estimator, "_prepare_xy"):
-            X, y = estimator._prepare_xy(X, y)
-        else:
-            X, y = check_data(X, y)
-            X = X if torch.is_tensor(X) else np.asarray(X, dtype=np.float64)
-        module = estimator.module_
-        if isinstance(module, SubspaceModule):
-            module = module.materialize()
-        criterion = getattr(estimator, "criterion_", None)
-        if loss == "auto":
-            loss = _loss_of_criterion(criterion, y)
-        if isinstance(criterion, nn.NLLLoss):
-            module = _Log(module)
-        return module, X, y, loss
-    raise ValueError(
-        "estimator must be a goldisk or skorch net, a Pipeline ending in one, a fitted "
-        f"GoldilocksSelector or a torch.nn.Module; got {type(estimator).__name__}."
-    )
 
 
 class CurvatureProbe(BaseEstimator):
