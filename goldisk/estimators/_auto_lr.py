@@ -50,12 +50,12 @@ def resolve_auto_lr(net, X, y) -> None:
         net.__dict__.pop("lr_suggestion_", None)
         return
     from ..curvature import suggest_lr
-    from ._probe import _Log, _loss_of_criterion
+    from .._measured import LogProbabilities, loss_of_criterion
 
     name, kw = _optimizer_name(net)
     criterion = net.criterion_
-    loss = _loss_of_criterion(criterion, y)
-    module = _Log(net.module_) if isinstance(criterion, torch.nn.NLLLoss) else net.module_
+    loss = loss_of_criterion(criterion, y)
+    module = LogProbabilities(net.module_) if isinstance(criterion, torch.nn.NLLLoss) else net.module_
     if name == "adam":
         kw["grad_batch_size"] = net.batch_size if net.batch_size > 0 else None
     suggestion = suggest_lr(module, X, y, name, loss=loss, random_state=net.init_seeds_["train"],
