@@ -116,7 +116,7 @@ def test_lr_auto_on_classifier():
     fixed = GoldilocksClassifier(MLP, lr=0.05, **kw).fit(X, y)  # a user's number wins
     assert fixed.optimizer_.param_groups[0]["lr"] == 0.05 == fixed.lr_
     assert not hasattr(fixed, "lr_suggestion_")
-    with pytest.raises(ValueError, match="lr must be a number > 0 or 'auto'"):
+    with pytest.raises(TypeError, match="lr must be a real number, got 'fast'.*lr='auto'"):
         GoldilocksClassifier(MLP, lr="fast", **kw).fit(X, y)
 
 

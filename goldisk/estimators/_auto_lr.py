@@ -49,13 +49,15 @@ def resolve_auto_lr(net, X, y) -> None:
     if not _is_auto(net.lr):  # (``lr_`` is the rule's or the user's number then)
         net.__dict__.pop("lr_suggestion_", None)
         return
-    from ..curvature import suggest_lr
     from .._measured import LogProbabilities, loss_of_criterion
+    from ..curvature import suggest_lr
 
     name, kw = _optimizer_name(net)
     criterion = net.criterion_
     loss = loss_of_criterion(criterion, y)
-    module = LogProbabilities(net.module_) if isinstance(criterion, torch.nn.NLLLoss) else net.module_
+    module = net.module_
+    if isinstance(criterion, torch.nn.NLLLoss):
+        module = LogProbabilities(module)
     if name == "adam":
         kw["grad_batch_size"] = net.batch_size if net.batch_size > 0 else None
     suggestion = suggest_lr(module, X, y, name, loss=loss, random_state=net.init_seeds_["train"],

@@ -49,8 +49,14 @@ def check_net_params(net) -> None:
     """Type checks of skorch's own parameters that skorch leaves to Python's truthiness
     (``warm_start="no"`` would be true) or to torch (``lr="0.1"``: Adam's TypeError)."""
     check_bool(net.warm_start, "warm_start")
-    if net.lr is not None and not (isinstance(net.lr, str) and net.lr == "auto"):
+    if net.lr is None or (isinstance(net.lr, str) and net.lr == "auto"):
+        return
+    try:
         check_real(net.lr, "lr", positive=True)
+    except TypeError as exc:  # the two non-numbers that are valid, named in the message
+        raise TypeError(f"{str(exc).rstrip('.')}; lr='auto' (the rate suggest_lr measures "
+                        "at init) and lr=None (the default rule) are the other choices.") \
+            from None
 
 
 def check_trainable(module, max_epochs) -> None:
