@@ -355,7 +355,9 @@ def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits
         assert near.lr_ == pytest.approx(sub.lr_, rel=1e-12)  # no shrinking below 1
         assert sub.optimizer_.param_groups[0]["lr"] == sub.lr_
         sgd = clone(sub).set_params(optimizer=torch.optim.SGD).fit(X, y)
-        assert sgd.lr_ == pytest.approx(SGD_C * P.shape[0] / frob2, rel=1e-6)
+        assert sgd.lr_ == SGD_C
+        sgd_far = clone(sgd).set_params(init_scaler=InitScaler(radius=4.0)).fit(X, y)
+        assert sgd_far.lr_ == pytest.approx(SGD_C / 4.0)
         assert clone(sub).get_params()["lr"] == "auto"  # clone keeps the rule, not a number
     # a user's value wins: lr= or optimizer__lr=
     given = net_(lr=0.02, max_epochs=0, subspace=SubspaceProjector(dim=20)).fit(X, y)
