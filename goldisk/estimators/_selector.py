@@ -105,7 +105,15 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     """Pick the best of several random initializations by a criterion measured at init,
     then fit it.
 
-    SELECTOR_EVIDENCE
+    Which criterion? Measured (``benchmarks/study_selector.py``; table in
+    ``docs/user_guide.md``): in 31 pools of 16 candidates (digits and mnist5k, small MLPs,
+    radius ``r_X`` and ``2 r_X``, held-out accuracy after 1, 2 and 5 epochs of Adam), the
+    candidate of lowest initial training loss beat its pool's mean accuracy by +5.1 points
+    (95% CI [+4.1, +6.1]), averaged over the three training lengths; a held-out study with
+    other seeds (30 pools) gave +5.3 points (95% CI [+4.0, +6.6]). The curvature criteria
+    gain less: ``trace_ratio`` +3.1 [+1.8, +4.3], ``g_trace_ratio`` +1.6 [+0.3, +2.9],
+    ``frac_positive`` +1.1 [-0.1, +2.4]. Every gain shrinks with training (about +1 point
+    after 5 epochs on mnist5k), so the default is ``criterion="loss"``.
 
     For each of ``n_candidates`` seeds drawn from ``random_state``, a clone of
     ``estimator`` is initialized with that seed (``max_epochs=0``: no training, earlier
