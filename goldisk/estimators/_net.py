@@ -71,7 +71,7 @@ class _GoldilocksNet:
                 rest[key] = value
         if rest:
             super().set_params(**rest)
-            if rest.get("lr") == "auto" and self.initialized_:  # skorch wrote "auto" into
+            if isinstance(rest.get("lr"), str) and self.initialized_:  # skorch wrote "auto" into
                 self._initialize_optimizer(reason="Re-initializing optimizer.")  # its groups
         for name, value in top.items():
             setattr(self, name, value)
