@@ -106,13 +106,13 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     then fit it.
 
     Which criterion? Measured (``benchmarks/study_selector.py``; table in
-    ``docs/user_guide.md``): in 31 pools of 16 candidates (digits and mnist5k, small MLPs,
+    ``docs/user_guide.md``): in 80 pools of 16 candidates (digits and mnist5k, small MLPs,
     radius ``r_X`` and ``2 r_X``, held-out accuracy after 1, 2 and 5 epochs of Adam), the
-    candidate of lowest initial training loss beat its pool's mean accuracy by +5.1 points
-    (95% CI [+4.1, +6.1]), averaged over the three training lengths; a held-out study with
-    other seeds (30 pools) gave +5.3 points (95% CI [+4.0, +6.6]). The curvature criteria
-    gain less: ``trace_ratio`` +3.1 [+1.8, +4.3], ``g_trace_ratio`` +1.6 [+0.3, +2.9],
-    ``frac_positive`` +1.1 [-0.1, +2.4]. Every gain shrinks with training (about +1 point
+    candidate of lowest initial training loss beat its pool's mean accuracy by +4.8 points
+    (95% CI [+4.0, +5.6]), averaged over the three training lengths; a held-out study with
+    other seeds (80 pools) gave +4.9 points (95% CI [+4.2, +5.6]). The curvature criteria
+    gain less: ``trace_ratio`` +2.8 [+2.0, +3.6], ``g_trace_ratio`` +1.4 [+0.7, +2.2],
+    ``frac_positive`` +0.5 [-0.4, +1.4]. Every gain shrinks with training (about +1 point
     after 5 epochs on mnist5k), so the default is ``criterion="loss"``.
 
     For each of ``n_candidates`` seeds drawn from ``random_state``, a clone of
