@@ -115,6 +115,47 @@ def analyze(paths):
     return table
 
 
+def overall(paths):
+    """Per criterion: the gain averaged over a pool's 1/2/5-epoch accuracies, then over
+    every pool of every cell, with a 95% t-interval over pools."""
+    from scipy import stats
+
+    rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines()
+            if line.strip()]
+    out = {}
+    for crit, sign in CRITERIA.items():
+        gains = []
+        for r in rows:
+            v = sign * np.asarray(r[crit], dtype=float)
+            pick = int(np.argmax(np.where(np.isnan(v), -np.inf, v)))
+            gains.append(np.mean([r[f"acc{e}"][pick] - np.mean(r[f"acc{e}"]) for e in EPOCHS]))
+        g = np.asarray(gains)
+        half = stats.t.ppf(0.975, len(g) - 1) * g.std(ddof=1) / math.sqrt(len(g))
+        out[crit] = (float(g.mean()), float(g.mean() - half), float(g.mean() + half), len(g))
+    return out
+
+
+def markdown(paths) -> str:
+    """The table of the docs: gain in accuracy points [95% CI] per cell and criterion."""
+    table = analyze(paths)
+    crits = list(CRITERIA)
+    lines = ["| data | r / r_X | epochs | pools | " + " | ".join(crits) + " |",
+             "|---|---|---|---|" + "---|" * len(crits)]
+    cells = sorted({(t["dataset"], t["radius"], t["epochs"]) for t in table})
+    for ds, rho, e in cells:
+        sub = {t["criterion"]: t for t in table
+               if (t["dataset"], t["radius"], t["epochs"]) == (ds, rho, e)}
+        vals = [f"{100 * sub[c]['gain']:+.1f} [{100 * sub[c]['ci_low']:+.1f}, "
+                f"{100 * sub[c]['ci_high']:+.1f}]" for c in crits]
+        lines.append(f"| {ds} | {rho:g} | {e} | {sub[crits[0]]['pools']} | "
+                     + " | ".join(vals) + " |")
+    allv = overall(paths)
+    lines.append(f"| **all** (mean of 1/2/5 epochs) | 1, 2 | 1-5 | {allv[crits[0]][3]} | "
+                 + " | ".join(f"**{100 * m:+.1f}** [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                              for m, lo, hi, _ in (allv[c] for c in crits)) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/study_selector.jsonl")
@@ -126,7 +167,11 @@ def main(argv=None):
     ap.add_argument("--probe-dim", type=int, default=20)
     ap.add_argument("--probe-samples", type=int, default=256)
     ap.add_argument("--analyze", nargs="*", help="JSONL files to summarize (no run)")
+    ap.add_argument("--markdown", nargs="*", help="JSONL files to tabulate (no run)")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return
     if args.analyze:
         for row in analyze(args.analyze):
             print(json.dumps(row))

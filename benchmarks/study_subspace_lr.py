@@ -80,6 +80,35 @@ def run_cell(data, hidden, d, rho, proj, opt, lr, epochs, seed):
     return acc, time.perf_counter() - t, net
 
 
+def summarize(paths) -> str:
+    """A markdown table: per cell, the accuracy at each learning rate, the best one and
+    the rule's value (``lr="auto"``)."""
+    import pandas as pd
+
+    from goldisk.estimators._lr import ADAPTIVE_C, FULL_SPACE_LR, SGD_C
+
+    rows = []
+    for p in paths:
+        text, p = Path(p).read_text(), str(p)
+        rows += json.loads(text)["rows"] if p.endswith(".json") else \
+            [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    df = pd.DataFrame(rows)
+    out = ["| data | epochs | opt | d | r/r_X | projection | accuracy by lr | best lr | "
+           "rule lr |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = ["dataset", "epochs", "optimizer", "dim", "radius", "projection"]
+    for key, g in df.groupby(keys):
+        ds, ep, opt, d, rho, proj = key
+        g = g.sort_values("lr")
+        accs = ", ".join(f"{lr:g}: {a:.2f}" if a == a else f"{lr:g}: div."
+                         for lr, a in zip(g["lr"], g["test_acc"], strict=True))
+        best = g.loc[g["test_acc"].fillna(-1).idxmax()]
+        rule = max(FULL_SPACE_LR, ADAPTIVE_C / d) * max(1, rho) if opt == "adam" \
+            else SGD_C / max(1, rho)
+        out.append(f"| {ds} | {ep} | {opt} | {d} | {rho:g} | {proj} | {accs} | "
+                   f"{best['lr']:g} ({best['test_acc']:.2f}) | {rule:.3g} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/study_subspace_lr.json")
@@ -93,7 +122,11 @@ def main(argv=None):
     ap.add_argument("--hidden", default="100,100")
     ap.add_argument("--adam-lrs", default=",".join(map(str, LRS["adam"])))
     ap.add_argument("--sgd-lrs", default=",".join(map(str, LRS["sgd"])))
+    ap.add_argument("--summarize", nargs="*", help="result files to tabulate (no run)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     torch.set_num_threads(1)
     lrs = {"adam": [float(v) for v in args.adam_lrs.split(",")],
            "sgd": [float(v) for v in args.sgd_lrs.split(",")]}

@@ -336,15 +336,15 @@ def test_initialize_before_fit_says_how_to_give_the_sizes(digits):
     assert net.initialize().predict(X[:3]).shape == (3,)
 
 
-def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits):
+def test_lr_default_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits):
     from goldisk.estimators._lr import ADAPTIVE_C, SGD_C
 
     X, y = digits
-    assert GoldilocksClassifier(MLP).lr == "auto" == GoldilocksRegressor(MLP).lr
-    full = net_(lr="auto", max_epochs=0).fit(X, y)
+    assert GoldilocksClassifier(MLP).lr is None and GoldilocksRegressor(MLP).lr is None
+    full = net_(lr=None, max_epochs=0).fit(X, y)
     assert full.lr_ == 1e-3 and full.optimizer_.param_groups[0]["lr"] == 1e-3
     for proj in ("dense", "fastfood"):
-        sub = net_(lr="auto", max_epochs=0,
+        sub = net_(lr=None, max_epochs=0,
                    subspace=SubspaceProjector(dim=20, projection=proj)).fit(X, y)
         P = sub.projection_matrix().astype(np.float64)  # brute force ||P||_F^2
         frob2 = float((P ** 2).sum())
@@ -355,19 +355,21 @@ def test_lr_auto_is_1e3_in_full_space_and_the_geometry_rule_in_a_subspace(digits
         assert near.lr_ == pytest.approx(sub.lr_, rel=1e-12)  # no shrinking below 1
         assert sub.optimizer_.param_groups[0]["lr"] == sub.lr_
         sgd = clone(sub).set_params(optimizer=torch.optim.SGD).fit(X, y)
-        assert sgd.lr_ == pytest.approx(SGD_C * P.shape[0] / frob2, rel=1e-6)
-        assert clone(sub).get_params()["lr"] == "auto"  # clone keeps the rule, not a number
+        assert sgd.lr_ == SGD_C
+        sgd_far = clone(sgd).set_params(init_scaler=InitScaler(radius=4.0)).fit(X, y)
+        assert sgd_far.lr_ == pytest.approx(SGD_C / 4.0)
+        assert clone(sub).get_params()["lr"] is None  # clone keeps the rule, not a number
     # a user's value wins: lr= or optimizer__lr=
     given = net_(lr=0.02, max_epochs=0, subspace=SubspaceProjector(dim=20)).fit(X, y)
     assert given.lr_ == 0.02 == given.optimizer_.param_groups[0]["lr"]
-    opt = net_(lr="auto", optimizer__lr=0.05, max_epochs=0,
+    opt = net_(lr=None, optimizer__lr=0.05, max_epochs=0,
                subspace=SubspaceProjector(dim=20)).fit(X, y)
     assert opt.optimizer_.param_groups[0]["lr"] == 0.05
-    # back to "auto" on a fitted net: the rule again, not the string
-    given.set_params(lr="auto")
+    # back to None on a fitted net: the rule again, not None itself
+    given.set_params(lr=None)
     P = given.projection_matrix().astype(np.float64)
     assert given.optimizer_.param_groups[0]["lr"] == pytest.approx(ADAPTIVE_C / (P ** 2).sum())
     # a subspace as large as D (a full hypersphere): never below the full-space default
-    sphere = net_(lr="auto", max_epochs=0,
+    sphere = net_(lr=None, max_epochs=0,
                   subspace=SubspaceProjector(kind="hypersphere")).fit(X, y)
     assert sphere.lr_ == max(1e-3, ADAPTIVE_C / sphere.module_.D)

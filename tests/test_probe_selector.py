@@ -303,7 +303,7 @@ def test_selector_score_std_is_the_spread_over_the_probes_subspaces(digits):
     X, y = digits
     probe = CurvatureProbe(dim=4, n_subspaces=3, random_state=1)
     sel = GoldilocksSelector(small_net(), n_candidates=2, probe=probe, random_state=0,
-                             refit=False).fit(X, y)
+                             criterion="trace_ratio", refit=False).fit(X, y)
     for _, row in sel.candidates_.iterrows():
         cand = clone(small_net()).set_params(random_state=int(row["seed"]), max_epochs=0)
         table = probe.measure(cand.fit(X, y), X, y)
@@ -397,7 +397,7 @@ def test_parameter_objects_as_pipeline_steps_say_where_they_go(digits, obj, wher
         assert grid.best_params_["goldilocksclassifier__init_scaler__radius"] in (0.5, 1.0)
 
 
-def test_selector_default_probe_gives_a_score_spread(digits):
+def test_selector_default_probe_gives_a_score_spread_and_loss_is_the_default(digits):
     # the default probe measures two subspaces: score_std is the sample standard deviation
     # of the criterion over them, a finite number
     X, y = digits
@@ -405,3 +405,11 @@ def test_selector_default_probe_gives_a_score_spread(digits):
                              refit=False, random_state=0).fit(X, y)
     assert np.isfinite(sel.candidates_["score_std"]).all()
     assert (sel.candidates_["score_std"] > 0).all()
+    # the default criterion (the study's best): the lowest loss at init is picked
+    default = GoldilocksSelector(small_net(), n_candidates=3, refit=False,
+                                 random_state=0).fit(X, y)
+    assert default.criterion == "loss"
+    losses = [CurvatureProbe(dim=20, n_subspaces=2, max_samples=256).measure(
+        clone(small_net()).set_params(random_state=int(s), max_epochs=0).fit(X, y), X, y)
+        ["loss"].mean() for s in default.candidates_["seed"]]
+    assert default.best_index_ == int(np.argmin(losses))

@@ -37,7 +37,9 @@ def add_parser(sub) -> None:
 
     p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
                    help="architecture (default: %(default)s)")
-    p.add_argument("--hidden", default="100,100", help="MLP widths (default: %(default)s)")
+    p.add_argument("--hidden", default="100,100",
+                   help="MLP widths (default: %(default)s, the MLP of Fort & Scherlis's Figures "
+                        "3-5; the other subcommands train many nets and default to 32,32)")
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     p.add_argument("--no-bias", action="store_true", help="bias-free (homogeneous) layers")
     p.add_argument("--dims", default="10,50,100",
@@ -130,9 +132,11 @@ def _sweep(args, model, ds, dims, radii) -> int:
     config = {"command": "sweep", **{k: v for k, v in vars(args).items() if k != "func"},
               "dims": sorted(set(dims)), "radii": radii}
     previous, done = _resume_rows(csv_path, len(set(dims)))
+    previous_seconds = 0.0  # the legs before this one: config.json keeps the total
     if args.resume and (out / "config.json").exists():
 
         old = read_config(out / "config.json")
+        previous_seconds = float(old.get("seconds_total", old.get("seconds", 0.0)))
         changed = changed_settings(old, config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
@@ -141,7 +145,8 @@ def _sweep(args, model, ds, dims, radii) -> int:
         write_rows(csv_path, previous)
     else:
         remove_rows(csv_path)
-    write_json(out / "config.json", {**config, "environment": environment(args.device)})
+    write_json(out / "config.json", {**config, "environment": environment(args.device),
+                                     "seconds_total": previous_seconds})
     columns = None if previous.empty else list(previous.columns)
 
     def save(rows):
@@ -162,6 +167,6 @@ def _sweep(args, model, ds, dims, radii) -> int:
                      f" ({args.kind}s, {args.projection} projection)")
     write_json(out / "config.json",
                {**config, "environment": environment(args.device), "seconds": elapsed,
-                "rows": len(df)})
+                "seconds_total": previous_seconds + elapsed, "rows": len(df)})
     print(f"wrote {csv_path} ({len(df)} rows) and {out / 'sweep.png'} in {elapsed:.1f} s")
     return 0

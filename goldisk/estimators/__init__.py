@@ -7,6 +7,7 @@ grid-searchable parameters; ``CurvatureProbe`` measures (and scores) curvature;
 """
 
 from ._init_scaler import InitScaler
+from ._lr import subspace_lr
 from ._nets import GoldilocksClassifier, GoldilocksRegressor, encoded_accuracy
 from ._probe import SCORES, CurvatureProbe
 from ._selector import GoldilocksSelector
@@ -22,4 +23,5 @@ __all__ = [
     "SubspaceProjector",
     "encoded_accuracy",
     "layer_metric",
+    "subspace_lr",
 ]

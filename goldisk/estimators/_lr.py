@@ -1,4 +1,5 @@
-"""The default learning rate of the goldisk nets (``lr="auto"``): 1e-3 in the full space,
+"""The default learning rate of the goldisk nets (``lr=None``; ``lr="auto"`` is the rate
+:func:`goldisk.curvature.suggest_lr` measures instead): 1e-3 in the full space,
 a rule from the projection's geometry inside a subspace (issue 16; the measurements behind
 the constants are in ``docs/user_guide.md``, "Learning rate inside a subspace", made by
 ``benchmarks/study_subspace_lr.py``)."""
@@ -18,9 +19,8 @@ FULL_SPACE_LR = 1e-3
 #: Adaptive optimizers: lr = max(FULL_SPACE_LR, ADAPTIVE_C / ||P||_F^2), times the radius
 #: ratio above 1.
 ADAPTIVE_C = 30.0
-#: Plain SGD: lr = SGD_C * D / ||P||_F^2 (a random d-dimensional slice keeps ~d/D of the
-#: gradient's squared norm and of the Hessian's outliers).
-SGD_C = 0.05
+#: Plain SGD (and any non-adaptive optimizer): lr = SGD_C / max(1, radius).
+SGD_C = 10.0
 _ADAPTIVE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
              torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad,
              torch.optim.Adadelta)
@@ -38,7 +38,7 @@ def frobenius2(projection) -> float:
 
 
 def subspace_lr(optimizer, module, radius: float = 1.0) -> float:
-    """The learning rate ``lr="auto"`` stands for, given the optimizer class and the module.
+    """The learning rate the default ``lr=None`` stands for, given the optimizer class and the module.
 
     Full space (``module`` not a :class:`goldisk.SubspaceModule`): ``1e-3``. In a subspace
     ``w = w0 + P theta`` with ``d_eff = ||P||_F^2`` (``= d`` for goldisk's unit-norm
@@ -49,9 +49,11 @@ def subspace_lr(optimizer, module, radius: float = 1.0) -> float:
     (D = 17,610) and on mnist5k (D = 89,610) alike, so not with ``D``), never below the
     full-space default, and grows with the init radius ``radius`` (units of the reference
     radius) above 1, as Adam's steps do not grow with the weights. Plain SGD (and any
-    other optimizer) sees the gradient ``P^T g`` and the curvature ``P^T H P`` of a random
-    slice, about ``d_eff / D`` of the full ones: ``lr = 0.05 * D / d_eff``. The
-    measurements are in ``docs/user_guide.md`` ("Learning rate inside a subspace").
+    other optimizer): ``lr = 10 / max(1, radius)``, the largest stable step of the
+    measured grid at d = 100 and 1,000 alike (the slice's gradient ``P^T g`` and its
+    curvature ``P^T H P`` shrink together with ``d / D``); larger radii have larger
+    gradients and need a smaller step. The measurements are in ``docs/user_guide.md``
+    ("Learning rate inside a subspace").
 
     Examples
     --------
@@ -74,4 +76,4 @@ def subspace_lr(optimizer, module, radius: float = 1.0) -> float:
     cls = optimizer if isinstance(optimizer, type) else type(optimizer)
     if issubclass(cls, _ADAPTIVE):
         return max(FULL_SPACE_LR, ADAPTIVE_C / d_eff) * max(1.0, float(radius))
-    return SGD_C * int(P.D) / d_eff
+    return SGD_C / max(1.0, float(radius))

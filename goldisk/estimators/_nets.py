@@ -34,8 +34,8 @@ _SHARED_DOC = """
         ``None``: ``1e-3`` in the full space; with ``subspace=`` set, the rule of
         :func:`goldisk.estimators.subspace_lr`: ``max(1e-3, 30 / d) * max(1, radius)``
         for Adam and other adaptive optimizers (``radius``: ``init_scaler__radius``),
-        ``0.05 * D / d`` for SGD, because a subspace run needs a step one to two orders
-        of magnitude above the full space's (measured in ``docs/user_guide.md``).
+        ``10 / max(1, radius)`` for SGD, because a subspace run needs a step one to two
+        orders of magnitude above the full space's (measured in ``docs/user_guide.md``).
         ``"auto"``: measured at each new init by :func:`goldisk.curvature.suggest_lr`
         (SGD: ``2 / lambda_max``; Adam: the preconditioned sharpness), see
         ``lr_suggestion_``. The value used is ``lr_`` after ``initialize`` (``fit`` for

@@ -145,12 +145,20 @@ def plot_subspace_train(df: pd.DataFrame, dint: pd.DataFrame | None = None, path
                               ls="-" if kind == "hyperplane" else "--", label=lab)
             miss = grp[~grp["reached"].astype(bool)]
             ax.plot(miss["radius_ratio"], np.full(len(miss), top * 1.08**k), ls="none",
-                    marker="^",
-                    mfc="none", color=line.get_color())
+                    marker="^", ms=7, mfc="none", mew=1.5, color=line.get_color())
         ax.axhline(top, color="gray", lw=0.5, ls=":")
-        ax.annotate(r"$\triangle$ (top): not reached at the largest d", (0.02, 0.8),
-                    xycoords="axes fraction", va="top", fontsize=8)
-        ax.legend(fontsize=8, loc="lower right")
+        from matplotlib.lines import Line2D
+
+        # the "not reached" row is a labelled tick above the measured dimensions, and its
+        # marker has a legend entry (no free-floating note over the curves)
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], ls="none", marker="^", mfc="none", mew=1.5,
+                              color="gray", label="not reached at the largest d"))
+        ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.8)
+        ax.set_yscale("log")
+        dims_all = sorted(int(d) for d in sub["dim"].unique())
+        ax.set_yticks([*dims_all, top * 1.04], [*map(str, dims_all), "not\nreached"])
+        ax.minorticks_off()
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axvline(1.0, color="r", ls="--", lw=1)

@@ -145,13 +145,18 @@ def plot_decompose_training(df: pd.DataFrame, path=None, title=None):
     cmap = plt.get_cmap("coolwarm")
     for ax, col, lab in ((axes[1], "zero_logit_frac", "fraction of zero logits"),
                          (axes[2], "train_loss", "training loss (nats)")):
+        ref = min(alphas, key=lambda a: abs(math.log(a))) if alphas else None
         for j, a in enumerate(alphas):
-            c = cmap(j / max(1, len(alphas) - 1))
+            # coolwarm's middle (alpha ~ 1) is a pale grey on white: the reference curve
+            # is drawn in black, thicker, on top
+            c = "k" if a == ref else cmap(j / max(1, len(alphas) - 1))
             for opt, ls in (("gd", "-"), ("adam", ":")):
                 g = tr[(tr["alpha"] == a) & (tr["optimizer"] == opt)].sort_values("step")
                 if not g.empty:
-                    ax.plot(g["step"], g[col], color=c, ls=ls,
-                            label=rf"$\alpha$ = {a:.3g}" if opt == "gd" else None)
+                    ax.plot(g["step"], g[col], color=c, ls=ls, lw=2.2 if a == ref else 1.2,
+                            zorder=3 if a == ref else 2,
+                            label=(rf"$\alpha$ = {a:.3g}" + (" (reference)" if a == ref else ""))
+                            if opt == "gd" else None)
         ax.set_xlabel("full-batch step")
         ax.set_ylabel(lab)
         ax.set_title(f"{lab} (solid: GD, dotted: Adam)")
