@@ -38,7 +38,7 @@ def frobenius2(projection) -> float:
 
 
 def subspace_lr(optimizer, module, radius: float = 1.0) -> float:
-    """The learning rate the default ``lr=None`` stands for, given the optimizer class and the module.
+    """The learning rate the default ``lr=None`` stands for, given the optimizer and module.
 
     Full space (``module`` not a :class:`goldisk.SubspaceModule`): ``1e-3``. In a subspace
     ``w = w0 + P theta`` with ``d_eff = ||P||_F^2`` (``= d`` for goldisk's unit-norm
