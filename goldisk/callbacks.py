@@ -302,7 +302,8 @@ class NonFiniteStopper(Callback):
         if getattr(net, "init_scaler", None) is not None:
             hint = f" (init_scaler__radius={net.init_scaler.radius!r})"
         msg = (f"{what} became non-finite in epoch {epoch}; the initialization radius"
-               f"{hint} or the learning rate (lr={getattr(net, 'lr_', net.lr)!r}) is probably too large."
+               f"{hint} or the learning rate (lr={getattr(net, 'lr_', net.lr)!r}) is probably "
+               "too large."
                f"{self._restore(net)}")
         if self.on_nonfinite == "raise":
             raise NonFiniteTrainingError(msg)
