@@ -302,7 +302,7 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
     n = len(X)
     if method in ("auto", "contract"):
         plan = plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, feed,
-                        scale_chunk)
+                        scale_chunk, kind)
         if plan is not None:
             H, G, L = contract_hessian(plan, layout, (w0 * s for s in scale_list), P, kind, X,
                                        y, loss, gauss_newton, batch_size, feed,
