@@ -28,7 +28,8 @@ Convolutions are the same with ``V_k a`` a convolution by the direction's kernel
 
 Scope: ``nn.Sequential`` chains (nested ones too) and goldisk's ``MLP``, ``LeNet300100``,
 ``LeNet5`` and ``SmallCNN`` of ``nn.Linear``, ``nn.Conv2d``, ``nn.AvgPool2d``,
-``nn.Flatten`` and elementwise activations, dense projections, softmax cross-entropy or
+``nn.Flatten`` and elementwise activations, dense projections (sparse ones on
+hyperplanes: CSR blocks, see :class:`SparseBlock`), softmax cross-entropy or
 MSE. Anything else is refused by :func:`contract_plan`, and ``method="auto"`` then uses
 the reverse engine.
 """
