@@ -28,7 +28,8 @@ CONTRACT = ("goldisk-reverse", "goldisk-G", "curvlinops-ggn")
 VARIANTS = ("goldisk-forward", "goldisk-chunk=d", "rr-vmap")
 GRADIENT = "gradient"  # pseudo-method: one full-batch gradient (the unit of cost)
 GRAD_REPEATS = 5
-PROJECTION_OF = {"goldisk-sparse": "sparse", "goldisk-fastfood": "fastfood"}
+PROJECTION_OF = {"goldisk-sparse": "sparse", "goldisk-fastfood": "fastfood",
+                 "goldisk-sparse-reverse": "sparse"}
 
 
 # ====================================================================== workload
@@ -223,6 +224,7 @@ METHODS = {
     "goldisk+G": (h_goldisk, {"gauss_newton": True}),
     "goldisk-forward": (h_goldisk, {"method": "forward"}),
     "goldisk-reverse": (h_goldisk, {"method": "reverse"}),
+    "goldisk-sparse-reverse": (h_goldisk, {"method": "reverse"}),
     "goldisk-G": (g_goldisk, {}),
     "curvlinops-ggn": (g_curvlinops, {}),
     "goldisk-sparse": (h_goldisk, {}),

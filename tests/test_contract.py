@@ -167,6 +167,21 @@ def test_losses_scales_and_sub_batches(monkeypatch, loss):
     assert torch.allclose(res.loss, rev.loss, rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize("problem", ["tanh-mlp", "relu-mlp", "chain", "tied", "conv-tanh",
+                                     "goldisk-MLP"])
+@pytest.mark.parametrize("density", [None, "li"])
+def test_sparse_projections_on_hyperplanes(problem, density):
+    net, X, y = PROBLEMS[problem]()
+    D = ParamLayout(net).D
+    P = make_projection("sparse" if density is None else "sparse-li", D, 6, random_state=7)
+    res = subspace_hessian(net, X, y, P, method="contract", batch_size=16)
+    assert rel_err(res.H, theta_hessian(net, X, y, P)) < RTOL
+    rev = subspace_hessian(net, X, y, P, method="reverse")
+    assert rel_err(res.G, rev.G) < RTOL
+    with pytest.raises(ValueError, match="sparse ones on hyperplanes"):
+        subspace_hessian(net, X, y, P, kind="hypersphere", method="contract")
+
+
 def test_one_direction_on_the_sphere_leaves_the_projection_alone():
     net, X, y = tiny_problem(15, hidden=())
     P = make_projection("dense", ParamLayout(net).D, 1, random_state=5)
@@ -207,7 +222,7 @@ def test_auto_picks_contract_only_where_it_applies(monkeypatch):
     dense = make_projection("dense", D, 5, random_state=0)
     subspace_hessian(net, X, y, dense)
     assert calls == [1]
-    # not a chain: max pooling, a Sequential subclass with its own forward, sparse P
+    # not a chain: max pooling, a Sequential subclass with its own forward; Fastfood P
     conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(8, 3)).double()
     Xc = torch.randn(10, 1, 4, 4, generator=torch.Generator().manual_seed(0)).double()
@@ -218,8 +233,8 @@ def test_auto_picks_contract_only_where_it_applies(monkeypatch):
             return 2 * super().forward(x)
 
     doubled = Doubled(*net)
-    sparse = make_projection("sparse", D, 5, random_state=0)
-    for model, Xi, yi, P in [(conv, Xc, yc, None), (doubled, X, y, dense), (net, X, y, sparse)]:
+    fastfood = make_projection("fastfood", D, 5, random_state=0)
+    for model, Xi, yi, P in [(conv, Xc, yc, None), (doubled, X, y, dense), (net, X, y, fastfood)]:
         if P is None:
             P = make_projection("dense", ParamLayout(model).D, 5, random_state=0)
         auto = subspace_hessian(model, Xi, yi, P)

@@ -28,7 +28,8 @@ Convolutions are the same with ``V_k a`` a convolution by the direction's kernel
 
 Scope: ``nn.Sequential`` chains (nested ones too) and goldisk's ``MLP``, ``LeNet300100``,
 ``LeNet5`` and ``SmallCNN`` of ``nn.Linear``, ``nn.Conv2d``, ``nn.AvgPool2d``,
-``nn.Flatten`` and elementwise activations, dense projections, softmax cross-entropy or
+``nn.Flatten`` and elementwise activations, dense projections (sparse ones on
+hyperplanes: CSR blocks, see :class:`SparseBlock`), softmax cross-entropy or
 MSE. Anything else is refused by :func:`contract_plan`, and ``method="auto"`` then uses
 the reverse engine.
 """
@@ -39,6 +40,7 @@ import math
 
 import torch
 
+from ..projections._sparse import _to_csr
 from ._contract_ops import Unsupported, chain_ops
 from ._losses import logit_gradient, logit_hessian, per_sample_loss
 
@@ -69,12 +71,13 @@ class _Plan:
         return x, acts, derivs
 
 
-def contract_plan(net, layout, projection, loss, x_sample, w):
+def contract_plan(net, layout, projection, loss, x_sample, w, kind="hyperplane"):
     """The plan for ``net`` (checked on ``x_sample`` against the module itself), or raise
     :class:`Unsupported` with the reason."""
-    if projection is None or getattr(projection, "kind", None) != "dense":
-        raise Unsupported("only dense projections are supported (sparse, Fastfood and the "
-                          "full space use the reverse engine)")
+    pk = getattr(projection, "kind", None)
+    if pk not in ("dense", "sparse") or (pk == "sparse" and kind != "hyperplane"):
+        raise Unsupported("only dense projections, and sparse ones on hyperplanes, are "
+                          "supported (Fastfood and the full space use the reverse engine)")
     if loss not in ("cross_entropy", "mse"):
         raise Unsupported(f"loss {loss!r}")
     if x_sample.dtype != w.dtype:
@@ -92,7 +95,7 @@ def contract_plan(net, layout, projection, loss, x_sample, w):
 
 
 def plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, feed,
-             scale_chunk):
+             scale_chunk, kind="hyperplane"):
     """The plan when ``method`` asks for this engine (``"contract"``: or a ValueError naming
     why not) or ``"auto"`` picks it (CPU, no ``scale_chunk > 1``, a supported model, checked
     on two samples), else ``None``."""
@@ -100,7 +103,7 @@ def plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, fee
         return None
     xb, _ = next(feed(X[:2], y[:2], 2, dtype, device))
     try:
-        return contract_plan(net, layout, projection, loss, xb, w0)
+        return contract_plan(net, layout, projection, loss, xb, w0, kind)
     except Unsupported as err:
         if method == "auto":
             return None
@@ -109,9 +112,45 @@ def plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, fee
             "reverse engine takes any model) or method='reverse'.") from None
 
 
+class SparseBlock:
+    """A linear layer's block of a sparse ``P`` in CSR: ``(d * out, in)`` for the tangents
+    ``V_k a`` and ``(d * in, out)`` for ``V_j^T delta``. With it ``<V_j, C_k>`` is summed per
+    sub-batch as ``sum_n (V_j^T delta_n) . da_k[n]``, so no ``d x numel`` array exists."""
+
+    def __init__(self, k, r, v, d, out, inp):
+        # (each (row, column) of P once, so each entry once here too)
+        self.tangent = _to_csr(k * out + r // inp, r % inp, v, d * out, inp)
+        self.back = _to_csr(k * inp + r % inp, r // inp, v, d * inp, out)
+
+    def contract(self, delta, t):
+        """``sum_n (V_j^T delta_n) . t_k[n]`` for tangents ``t`` (B, d, in): (d, d)."""
+        d = t.shape[1]
+        Vd = (self.back @ delta.T).view(d, -1)  # (j, i, n)
+        return Vd @ t.permute(1, 2, 0).reshape(d, -1).T
+
+
+def _sparse_rows(P, plan, d):
+    """Rows of a sparse ``P`` per parameter: :class:`SparseBlock` for linear weights, dense
+    ``(d, numel)`` for biases and kernels (small)."""
+    linear = {op.wn: op.m.weight.shape for op in plan.ops
+              if op.kind == "layer" and not op.conv and op.wn is not None}
+    rows = {}
+    for name, sl in plan.slices.items():
+        mask = (P.rows >= sl.start) & (P.rows < sl.stop)
+        r, k, v = P.rows[mask] - sl.start, P.cols[mask], P.vals[mask]
+        if name in linear:
+            rows[name] = SparseBlock(k, r, v, d, *linear[name])
+        else:
+            rows[name] = torch.zeros(d, sl.stop - sl.start, dtype=P.vals.dtype,
+                                     device=P.vals.device).index_put_((k, r), v, accumulate=True)
+    return rows
+
+
 def _rows(P, plan, u=None, b=None):
     """Per parameter name, its block of the directions as a contiguous ``(d, numel)``; on the
     hypersphere (``u``, ``b = P^T u``) the block of ``M = (I - u u^T) P``."""
+    if P.kind == "sparse":
+        return _sparse_rows(P, plan, P.d)
     rows = {}
     for name, sl in plan.slices.items():
         blk = P.weight[sl].T.contiguous()  # (P.weight itself when d = 1: never in place)
@@ -160,7 +199,10 @@ def _batch(plan, values, rows, xb, yb, loss, n, hessian, acc):
     t = None  # tangent (B, d, ...) of the current activation; None: zero
     for i, op in enumerate(plan.ops):
         if op.kind == "layer":
-            if hessian and t is not None and op.wn is not None:  # C += delta^T da
+            if hessian and t is not None and isinstance(rows.get(op.wn), SparseBlock):
+                m = rows[op.wn].contract(deltas[i], t)  # <V_j, C_k> of this sub-batch
+                acc["S"] += m + m.T
+            elif hessian and t is not None and op.wn is not None:  # C += delta^T da
                 C = op.cterm(t, deltas[i], B, d)
                 acc["C"][op.wn] = C if op.wn not in acc["C"] else acc["C"][op.wn].add_(C)
             t = op.tangent(values, rows, acts[i], t, B, d)

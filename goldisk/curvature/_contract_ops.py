@@ -110,9 +110,11 @@ class Layer:
         """``V_k a + c_k + W da_k`` for all directions: (B, d, out...)."""
         new = None
         W = self.W(values)
-        if self.wn is not None:
-            V = rows[self.wn].view(d * W.shape[0], *W.shape[1:])
-            new = self._apply(a, V)
+        V = rows.get(self.wn)
+        if V is not None and not torch.is_tensor(V):  # a SparseBlock (linear layers only)
+            new = (V.tangent @ a.T).view(d, W.shape[0], B).permute(2, 0, 1).contiguous()
+        elif V is not None:
+            new = self._apply(a, V.view(d * W.shape[0], *W.shape[1:]))
             new = new.view(B, d, W.shape[0], *new.shape[2:])
         if t is not None:
             tw = self._apply(t.reshape(B * d, *t.shape[2:]), W)

@@ -18,7 +18,7 @@ def subspace_gauss_newton(model, X, y, projection=None, *, point=None, kind="hyp
     hyperplane), ``J_n`` the Jacobian of the logits and ``A_n`` the loss's logit Hessian:
     the ``G`` of :func:`subspace_hessian` (same arguments, same value to rounding). With
     the contraction engine (``method="auto"`` on CPU for chains of ``nn.Linear`` layers and
-    elementwise activations under a dense projection, or ``method="contract"``) it takes
+    elementwise activations under a dense or sparse projection, or ``method="contract"``) it takes
     the ``d`` forward tangents only, no backward pass at all; on any other model the
     Hessian engines run and ``H`` is dropped.
 

@@ -7,7 +7,7 @@ dataset), by one of two exact engines: reverse-over-reverse (``goldisk.curvature
 one retained gradient graph per mini-batch, a double backward per direction; the CPU
 default) or forward-over-reverse (``jvp(grad L)(theta; e_i)`` vmapped over the directions
 and over radii; the CUDA default); on CPU, chains of linear layers and elementwise
-activations under a dense projection go to the contraction engine
+activations under a dense (or, on hyperplanes, sparse) projection go to the contraction engine
 (``goldisk.curvature._contract``: forward tangents contracted layer by layer). All give
 the directional derivatives of the logits, ``U = J P``, from which the Gauss-Newton term
 ``G = sum_n U_n^T A_n U_n`` (``A_n = d^2 loss_n / dz_n^2``) is formed directly. Nothing of
@@ -170,7 +170,8 @@ def subspace_hessian(
     method : {"auto", "contract", "reverse", "forward"}
         ``contract``: the contraction engine (``goldisk.curvature._contract``) for chains of
         ``nn.Linear``/``nn.Conv2d`` layers, average pooling and elementwise activations
-        (goldisk's models included) under a dense projection: all
+        (goldisk's models included) under a dense projection, or a sparse one on
+        hyperplanes: all
         directions' forward tangents as matrix products, no ``H v`` in R^D (2.2-2.3x less
         CPU time than the reverse engine on an MLP 784-200-200-10 at d = 50-200, and the
         default sweep 2.6-2.9x faster, docs/performance.md; more memory: a copy of ``P``); a
@@ -261,7 +262,7 @@ def _subspace_hessian(model, X, y, projection, point, kind, scales, loss, gauss_
     n = len(X)
     if method in ("auto", "contract"):
         plan = plan_for(method, net, layout, w0, projection, loss, X, y, dtype, device, feed,
-                        scale_chunk)
+                        scale_chunk, kind)
         if plan is not None:
             H, G, L = contract_hessian(plan, layout, (w0 * s for s in scale_list), P, kind, X,
                                        y, loss, gauss_newton, batch_size, feed,
