@@ -40,7 +40,7 @@ import math
 
 import torch
 
-from ..projections._sparse import _to_csr
+from ..projections import to_csr as _to_csr
 from ._contract_ops import Unsupported, chain_ops
 from ._losses import logit_gradient, logit_hessian, per_sample_loss
 

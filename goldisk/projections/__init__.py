@@ -14,6 +14,7 @@ torch.Size([1000])
 """
 
 from ._base import Projection, as_torch_generator
+from ._common import to_csr
 from ._dense import DenseProjection
 from ._factory import KINDS, make_projection, orthogonality_error
 from ._fastfood import FastfoodProjection
@@ -33,4 +34,5 @@ __all__ = [
     "as_torch_generator",
     "make_projection",
     "orthogonality_error",
+    "to_csr",
 ]

@@ -179,3 +179,7 @@ class _FixedLinear(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, _proj_t, _transposed_t):
         return ctx.proj._linear(x_t, ctx.transposed)
+
+
+#: public name: the contraction engine builds its CSR blocks with it
+to_csr = _to_csr
