@@ -32,6 +32,7 @@ __all__ = [
     "reference_radius",
     "layer_reference_radii",
     "rescale_",
+    "rescale_trusted",
     "SoftmaxTemperature",
 ]
 
@@ -261,6 +262,18 @@ def rescale_(
     if not math.isfinite(target) or target <= 0:
         raise ValueError(f"target radius must be finite and > 0, got {target}.")
     weights_only = check_bool(weights_only, "weights_only")
+    if mode not in ("global", "per_layer"):
+        raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
+    return rescale_trusted(module, target, mode, reference, weights_only)
+
+
+@torch.no_grad()
+def rescale_trusted(module: nn.Module, target: float, mode: str = "global",
+                    reference: str = "xavier", weights_only: bool = False) -> nn.Module:
+    """:func:`rescale_` for arguments already validated at a public entry (``InitScaler``
+    and the nets check ``init_scaler__radius`` once, under that name). What depends on the
+    module is still checked here: non-finite parameters, a radius of 0, a target the
+    parameters' dtype cannot hold."""
     bad = nonfinite_parameters(module)
     if bad:
         raise ValueError(f"cannot rescale a module with NaN or infinite parameters "
@@ -294,8 +307,6 @@ def rescale_(
         for params, factor in factors:  # only once every layer is known to fit its dtype
             for p in params:
                 _scale_(p, factor)
-    else:
-        raise ValueError(f"mode must be 'global' or 'per_layer', got {mode!r}.")
     return module
 
 

@@ -30,7 +30,7 @@ def _apply_scaler(scaler, module, dtype, seed):
                          f"by less than 1/{torch.finfo(dtype).max:.1e}, which overflows "
                          f"{dtype}; pass a larger temperature (or dtype='float64').")
     try:
-        out = keep.apply_(module.to(dtype))
+        out = keep._apply(module.to(dtype))  # (validated once, by the net)
     except ValueError as exc:
         raise ValueError(f"init_scaler__radius={scaler.radius!r}: {exc}") from None
     # (a path that scales in place without rescale_'s check, e.g. reference="current" with

@@ -10,7 +10,13 @@ from torch import nn
 
 from .._names import REFERENCES as SCHEMES
 from .._names import SCALER_REFERENCES as REFERENCES
-from .._radius import REFERENCE_LAYERS, SoftmaxTemperature, radius, reference_radius, rescale_
+from .._radius import (
+    REFERENCE_LAYERS,
+    SoftmaxTemperature,
+    radius,
+    reference_radius,
+    rescale_trusted,
+)
 from .._validation import FLOAT_DTYPES, check_choice
 from ..models import init_weights_
 
@@ -161,12 +167,17 @@ class InitScaler(BaseEstimator):
             ``temperature != 1``.
         """
         self._validate()
+        return self._apply(module, generator)
+
+    def _apply(self, module: nn.Module, generator=None) -> nn.Module:
+        """:meth:`apply_` for parameters already validated (the nets check them once, at
+        ``initialize``, under their ``init_scaler__`` names)."""
         scheme = self._scheme()
         if scheme is not None:
             init_weights_(module, scheme, generator=generator)
         if self.reference == "current":
             if self.mode == "global":
-                rescale_(module, self.radius * radius(module), mode="global")
+                rescale_trusted(module, self.radius * radius(module), mode="global")
             else:  # every layer keeps its own shell, multiplied by radius
                 for layer in module.modules():
                     if isinstance(layer, REFERENCE_LAYERS):
@@ -175,7 +186,7 @@ class InitScaler(BaseEstimator):
                                 p.data.mul_(float(self.radius))
         else:
             target = self.radius * self.reference_radius(module)
-            rescale_(module, target, mode=self.mode, reference=self.reference)
+            rescale_trusted(module, target, mode=self.mode, reference=self.reference)
         if float(self.temperature) != 1.0:
             module = SoftmaxTemperature(module, self.temperature)
         return module

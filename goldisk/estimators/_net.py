@@ -125,7 +125,11 @@ class _GoldilocksNet(_DataMixin):
             k: int(rng.integers(0, MAX_SEED)) for k in ("module", "init", "subspace", "train")
         }
         self.train_rng_ = np.random.default_rng(self.init_seeds_["train"])
-        return super().initialize()
+        self._params_checked = True  # initialize_module below trusts them: checked once
+        try:
+            return super().initialize()
+        finally:
+            del self._params_checked
 
     def _module_kwargs(self) -> dict:
         """``module__*`` parameters, plus ``in_features``/``out_features`` inferred from the
@@ -212,7 +216,8 @@ class _GoldilocksNet(_DataMixin):
         seeds = getattr(self, "init_seeds_", None)
         if seeds is None:
             raise ValueError("call initialize() (or fit) before initialize_module().")
-        self._check_goldisk_params()
+        if not getattr(self, "_params_checked", False):  # (set_params' re-initialization)
+            self._check_goldisk_params()
         kwargs = self._module_kwargs()
         with fork_global_rng(seeds["module"]):
             try:
