@@ -141,6 +141,12 @@ def suggest_lr(model: nn.Module, X, y, optimizer: str = "sgd", *, momentum: floa
     Measured on digits (docs/reproduction.md): GD at
     0.8 x ``lr`` lowers the loss at every one of its first steps; at 2.5 x it rises.
 
+    ``GoldilocksClassifier`` / ``GoldilocksRegressor`` use this rate only when asked,
+    with ``lr="auto"`` (measured at each new init in ``fit``: SGD, or Adam with
+    ``grad_batch_size`` = the net's ``batch_size``); their default ``lr=None`` is not
+    measured (``1e-3`` in the full space, the rule of
+    :func:`goldisk.estimators.subspace_lr` inside a subspace).
+
     Returns
     -------
     LRSuggestion

@@ -86,7 +86,10 @@ def trainability(
     epochs : sequence of int
         Accuracy after each (Adam: epochs of ``batch_size`` mini-batches; GD: steps).
     adam_lr : float or "auto"
-        ``"auto"``: each init's ``suggest_lr(..., "adam").lr`` (preconditioned sharpness).
+        ``"auto"``: each init's ``suggest_lr(..., "adam").lr`` (preconditioned sharpness,
+        Adam's preconditioner from one full-batch gradient). This is the rate the
+        estimators' ``lr="auto"`` measures (they average the preconditioner over their
+        mini-batches), not their default ``lr=None`` (``1e-3`` in the full space).
     gd_factor : float
         GD trains at ``gd_factor x`` its own ``suggest_lr(..., "sgd").lr = 2 / lambda_max``
         (1: at the edge of stability at init).
