@@ -338,19 +338,21 @@ def plot_sweep(df: pd.DataFrame, path=None, title: str | None = None):
     axes[1].set_ylabel("fraction of positive eigenvalues")
     axes[1].axhline(0.5, color="gray", lw=0.8, ls=":")
     axes[0].axhline(0.0, color="gray", lw=0.8, ls=":")
-    for ax in axes[:2]:
-        ax.set_xlabel(r"$\log_{10}(r^2 / r_{\mathrm{ref}}^2)$")
-        ax.axvline(0.0, color="k", lw=0.8, ls="--")
-        ax.legend()
     first = df[df["dim"] == df["dim"].min()]
-    loss = first.groupby("radius_ratio")["loss"].agg(["mean", "std"])
+    loss = first.groupby("log10_r2_ratio")["loss"].agg(["mean", "std"])
     axes[2].errorbar(loss.index.values, loss["mean"], yerr=loss["std"].fillna(0), marker="o",
                      ms=3)
-    axes[2].set_xscale("log")
     axes[2].set_yscale("log")
-    axes[2].set_xlabel(r"radius ratio $r / r_{\mathrm{ref}}$")
     axes[2].set_ylabel("initial loss (cross-entropy, nats)")
-    axes[2].axvline(1.0, color="k", lw=0.8, ls="--")
+    for ax in axes:  # one x-axis for all panels (Fort's), r / r_ref read off the top
+        ax.set_xlabel(r"$\log_{10}(r^2 / r_{\mathrm{ref}}^2)$")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        top = ax.secondary_xaxis("top", functions=(lambda x: 10 ** (np.asarray(x) / 2),
+                                                   lambda r: 2 * np.log10(np.asarray(r))))
+        top.set_xscale("log")
+        top.set_xlabel(r"$r / r_{\mathrm{ref}}$")
+    for ax in axes[:2]:
+        ax.legend()
     fig.suptitle(title or "Goldilocks zone: curvature on random subspaces against radius")
     fig.tight_layout()
     if path is not None:
