@@ -18,10 +18,9 @@ from ._common import (
     append_rows,
     changed_settings,
     check_common_arguments,
+    data_and_model,
     environment,
-    load_data,
     parse_floats,
-    parse_ints,
     prepare_output,
     read_written_rows,
     write_json,
@@ -85,19 +84,10 @@ def run(args) -> int:
 
     from .._flat import ParamLayout, parameter_vector
     from .._radius import reference_radius
-    from ..models import init_weights_, make_model
+    from ..models import init_weights_
 
     radii, dens_radii, ops = _check(args)
-    kwargs = {"activation": args.activation, "bias": not args.no_bias}
-    if args.model == "mlp":
-        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
-        if min(kwargs["hidden"]) < 1:
-            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
-    ds = load_data(args)
-    try:
-        model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"--model {args.model}: {exc}") from None
+    ds, model = data_and_model(args)
     dtype = torch.float32 if args.float32 else torch.float64
     model = model.to(device=args.device, dtype=dtype).eval()
     init_weights_(model, args.reference, generator=torch.Generator().manual_seed(args.seed))

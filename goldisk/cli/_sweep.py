@@ -10,12 +10,13 @@ from ._common import (
     CLIError,
     add_backend_arguments,
     add_common_arguments,
+    add_model_choice,
     append_rows,
     changed_settings,
     check_backend_arguments,
     check_common_arguments,
+    data_and_model,
     environment,
-    load_data,
     parallel_backend,
     parse_floats,
     parse_ints,
@@ -33,11 +34,7 @@ HELP = "curvature on random subspaces against radius (Fort & Scherlis Fig. 3-5)"
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/sweep")
-    from .._names import MODEL_NAMES
-
-    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
-                   help="architecture (default: %(default)s)")
-    p.add_argument("--hidden", default="100,100", help="MLP widths (default: %(default)s)")
+    add_model_choice(p, hidden="100,100")
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     p.add_argument("--no-bias", action="store_true", help="bias-free (homogeneous) layers")
     p.add_argument("--dims", default="10,50,100",
@@ -80,7 +77,6 @@ def _resume_rows(csv_path, n_dims: int) -> tuple:
 
 
 def run(args) -> int:
-    from ..models import make_model
     from ..sweep import default_radii
 
     # every option is checked before the output folder is touched: a bad one leaves no
@@ -99,16 +95,7 @@ def run(args) -> int:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_common_arguments(args)
     check_backend_arguments(args)
-    kwargs = {"activation": args.activation, "bias": not args.no_bias}
-    if args.model == "mlp":
-        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
-        if min(kwargs["hidden"]) < 1:
-            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
-    ds = load_data(args)
-    try:
-        model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"--model {args.model}: {exc}") from None
+    ds, model = data_and_model(args)
     D = sum(p.numel() for p in model.parameters())
     if max(dims) > D:
         raise CLIError(f"--dims must be <= D={D} (the number of parameters of --model "
