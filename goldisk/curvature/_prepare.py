@@ -11,9 +11,30 @@ import warnings
 import torch
 from torch import nn
 
-from .._validation import mode_dependent
+from .._validation import (
+    check_data,
+    check_float_dtype,
+    check_model,
+    check_outputs,
+    deterministic,
+    mode_dependent,
+    model_device,
+)
 
-__all__ = ["batches", "prepare_model"]
+__all__ = ["batches", "prepare_model", "curvature_inputs"]
+
+
+def curvature_inputs(model: nn.Module, X, y, loss: str, dtype, device):
+    """``(net, X, y, integer_input, dtype, device)`` of a curvature engine's entry: the
+    dtype, model, data and outputs checked once, and ``net`` the model prepared in them
+    (:func:`prepare_model`, its dropout-like layers made deterministic)."""
+    dtype = check_float_dtype(dtype)
+    check_model(model)
+    X, y = check_data(X, y)
+    integer_input = check_outputs(model, X, y, loss)
+    device = model_device(model, device)
+    net = deterministic(prepare_model(model, dtype, device), model)
+    return net, X, y, integer_input, dtype, device
 
 
 def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn.Module:
