@@ -9,20 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._results_io import (  # noqa: F401 - re-exported: the CLI's results I/O
-    EXECUTION_ONLY,
-    CLIError,
-    append_rows,
-    changed_settings,
-    check_output_path,
-    check_path,
-    environment,
-    read_config,
-    read_written_rows,
-    remove_rows,
-    write_json,
-    write_rows,
-)
+from .._results_io import CLIError, changed_settings, check_output_path, environment, write_json  # noqa: F401 (re-exported)
 from ._data import (  # noqa: F401 (dataset_kwargs is re-exported)
     DATASETS,
     add_data_arguments,
@@ -37,13 +24,7 @@ __all__ = [
     "prepare_output",
     "environment",
     "write_json",
-    "append_rows",
-    "write_rows",
-    "check_path",
     "check_output_path",
-    "remove_rows",
-    "read_config",
-    "read_written_rows",
     "load_data",
     "dataset_kwargs",
     "parse_floats",

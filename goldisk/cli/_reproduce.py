@@ -41,6 +41,16 @@ def experiment_parser(sub, name: str, help: str, bias_default: bool = True):
     return p
 
 
+def add_grid_arguments(p, radii: str, radii_help: str, lists, n_repeats_help=None) -> None:
+    """The grid of an experiment that trains from several radii: ``--radii`` (ratios, with
+    ``radii_help``), its own comma-separated ``lists`` (``(flag, default, help)``) and
+    ``--n-repeats`` (independent draws, 2 by default)."""
+    p.add_argument("--radii", default=radii, help=f"{radii_help} (default: %(default)s)")
+    for flag, default, help in lists:
+        p.add_argument(flag, default=default, help=help)
+    p.add_argument("--n-repeats", type=int, default=2, help=n_repeats_help)
+
+
 def add_training_arguments(p, *, epochs: int, lr: float = 1e-3, lr_help=None,
                            optimizers=("adam", "sgd", "gd"), projection: bool = False) -> None:
     """``--reference`` (``--projection``), ``--optimizer``, ``--lr``, ``--epochs`` and

@@ -12,18 +12,14 @@ import json
 import math
 import time
 
+from .. import _results_io as rio
 from ._common import (
     CLIError,
     add_common_arguments,
-    append_rows,
-    changed_settings,
     check_common_arguments,
     data_and_model,
-    environment,
     parse_floats,
     prepare_output,
-    read_written_rows,
-    write_json,
 )
 
 NAME = "spectrum"
@@ -98,11 +94,11 @@ def run(args) -> int:
     config = {"command": NAME, **{k: v for k, v in vars(args).items() if k != "func"},
               "radii": radii, "density_radii": dens_radii, "operators": ops}
     if args.resume and (out / "config.json").exists():
-        changed = changed_settings(json.loads((out / "config.json").read_text()), config)
+        changed = rio.changed_settings(json.loads((out / "config.json").read_text()), config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")
-    write_json(out / "config.json", {**config, "environment": environment(args.device)})
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device)})
     layout = ParamLayout(model)
 
     def at(ratio):
@@ -116,7 +112,7 @@ def run(args) -> int:
         if i in done:
             continue
         rows = _eigen_rows(at(ratio), X, y, args, ops, dtype)
-        append_rows(eig_csv, [{"radius_index": i, "radius_ratio": ratio,
+        rio.append_rows(eig_csv, [{"radius_index": i, "radius_ratio": ratio,
                                "radius": ratio * r_ref, **r} for r in rows])
     done = _done(dens_csv, "density_index", len(ops) * N_POINTS)
     for i, ratio in enumerate(dens_radii):
@@ -127,11 +123,11 @@ def run(args) -> int:
             df = _density(at(ratio), X, y, args, op, dtype)
             rows += [{"density_index": i, "radius_ratio": ratio, "operator": op, **r}
                      for r in df.to_dict("records")]
-        append_rows(dens_csv, rows)
+        rio.append_rows(dens_csv, rows)
     elapsed = time.perf_counter() - start
     path = _plot(out, eig_csv, dens_csv, f"{args.dataset}, {args.model} "
                  f"{args.hidden if args.model == 'mlp' else ''} (D={layout.D})")
-    write_json(out / "config.json", {**config, "environment": environment(args.device),
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device),
                                      "seconds": elapsed})
     print(f"wrote {eig_csv}, {dens_csv} and {path} in {elapsed:.1f} s")
     return 0
@@ -140,7 +136,7 @@ def run(args) -> int:
 def _done(csv, key, per_index):
     """Indices whose ``per_index`` rows were all written whole; the CSV is rewritten
     (atomically) with only those, so a killed run's partial index is redone."""
-    df = read_written_rows(csv)
+    df = rio.read_written_rows(csv)
     if df.empty or key not in df.columns:
         csv.unlink(missing_ok=True)
         return set()
@@ -189,7 +185,7 @@ def _plot(out, eig_csv, dens_csv, title):
 
     from .._mpl import pyplot_free
 
-    eig, dens = pd.read_csv(eig_csv), read_written_rows(dens_csv)
+    eig, dens = pd.read_csv(eig_csv), rio.read_written_rows(dens_csv)
     panels = [] if dens.empty else sorted(dens["radius_ratio"].unique())
     fig, axes = pyplot_free().subplots(1, 1 + len(panels), figsize=(5 + 4 * len(panels), 4),
                                        squeeze=False)

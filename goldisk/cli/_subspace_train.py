@@ -12,11 +12,10 @@ HELP = "validation accuracy inside random d-dim hyperplanes/hyperspheres at radi
 
 def add_parser(sub) -> None:
     p = exp.experiment_parser(sub, NAME, HELP)
-    p.add_argument("--radii", default="0.01,0.1,0.3,1,3,10,100",
-                   help="radius ratios r/r_ref (default: %(default)s)")
-    p.add_argument("--dims", default="10,30,100,300", help="subspace dimensions d")
-    p.add_argument("--kinds", default="hyperplane,hypersphere")
-    p.add_argument("--n-repeats", type=int, default=2, help="random (init, subspace) draws")
+    exp.add_grid_arguments(p, "0.01,0.1,0.3,1,3,10,100", "radius ratios r/r_ref",
+                           [("--dims", "10,30,100,300", "subspace dimensions d"),
+                            ("--kinds", "hyperplane,hypersphere", None)],
+                           n_repeats_help="random (init, subspace) draws")
     exp.add_training_arguments(p, epochs=10, lr=3e-2, lr_help="learning rate of theta",
                                optimizers=("adam", "sgd"), projection=True)
     p.add_argument("--full-lr", type=float, default=1e-3, help="learning rate in full space")

@@ -5,26 +5,19 @@ from __future__ import annotations
 import math
 import time
 
+from .. import _results_io as rio
 from .._names import REFERENCES, SUBSPACE_KINDS, SUBSPACE_PROJECTIONS
 from ._common import (
     CLIError,
     add_backend_arguments,
     add_common_arguments,
     add_model_choice,
-    append_rows,
-    changed_settings,
     check_backend_arguments,
     check_common_arguments,
     data_and_model,
-    environment,
     parallel_backend,
     parse_floats,
     parse_ints,
-    read_config,
-    read_written_rows,
-    remove_rows,
-    write_json,
-    write_rows,
 )
 
 NAME = "sweep"
@@ -63,7 +56,7 @@ def _resume_rows(csv_path, n_dims: int) -> tuple:
     not written whole, rows whose keys are not integers, repeated (unit, dim) rows."""
     import pandas as pd
 
-    df = read_written_rows(csv_path)
+    df = rio.read_written_rows(csv_path)
     keys = ["subspace", "radius_index", "dim"]
     if df.empty or not set(keys) <= set(df.columns):
         return pd.DataFrame(), set()
@@ -119,20 +112,20 @@ def _sweep(args, model, ds, dims, radii) -> int:
     previous, done = _resume_rows(csv_path, len(set(dims)))
     if args.resume and (out / "config.json").exists():
 
-        old = read_config(out / "config.json")
-        changed = changed_settings(old, config)
+        old = rio.read_config(out / "config.json")
+        changed = rio.changed_settings(old, config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")
     if not previous.empty:  # rewrite atomically without any partial or damaged unit
-        write_rows(csv_path, previous)
+        rio.write_rows(csv_path, previous)
     else:
-        remove_rows(csv_path)
-    write_json(out / "config.json", {**config, "environment": environment(args.device)})
+        rio.remove_rows(csv_path)
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device)})
     columns = None if previous.empty else list(previous.columns)
 
     def save(rows):
-        append_rows(csv_path, rows, columns)
+        rio.append_rows(csv_path, rows, columns)
 
     start = time.perf_counter()
     radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
@@ -142,13 +135,13 @@ def _sweep(args, model, ds, dims, radii) -> int:
                  device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
                  progress=not args.no_progress, done=done, on_result=save)
     elapsed = time.perf_counter() - start
-    df = read_written_rows(csv_path).sort_values(["subspace", "radius_index", "dim"])
-    write_rows(csv_path, df)
+    df = rio.read_written_rows(csv_path).sort_values(["subspace", "radius_index", "dim"])
+    rio.write_rows(csv_path, df)
     plot_sweep(df, out / "sweep.png",
                title=f"{args.dataset}, {args.model} {args.hidden if args.model == 'mlp' else ''}"
                      f" ({args.kind}s, {args.projection} projection)")
-    write_json(out / "config.json",
-               {**config, "environment": environment(args.device), "seconds": elapsed,
+    rio.write_json(out / "config.json",
+               {**config, "environment": rio.environment(args.device), "seconds": elapsed,
                 "rows": len(df)})
     print(f"wrote {csv_path} ({len(df)} rows) and {out / 'sweep.png'} in {elapsed:.1f} s")
     return 0

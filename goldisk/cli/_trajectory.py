@@ -11,10 +11,8 @@ HELP = "radius of the weights during training from small and large radii (Chang)
 
 def add_parser(sub) -> None:
     p = exp.experiment_parser(sub, NAME, HELP)
-    p.add_argument("--radii", default="0.01,0.03,0.1,0.3,1,3,10",
-                   help="initial radius ratios r0/r_ref (default: %(default)s)")
-    p.add_argument("--modes", default="free,fixed", help="free and/or fixed (radius held)")
-    p.add_argument("--n-repeats", type=int, default=2)
+    exp.add_grid_arguments(p, "0.01,0.03,0.1,0.3,1,3,10", "initial radius ratios r0/r_ref",
+                           [("--modes", "free,fixed", "free and/or fixed (radius held)")])
     exp.add_training_arguments(p, epochs=15)
     p.add_argument("--records-per-epoch", type=int, default=4)
 

@@ -88,14 +88,11 @@ class FastfoodProjection(_FixedMap):
 
     Parameters
     ----------
-    D, d : int
-        ``D >= 1`` and ``1 <= d <= D``.
-    generator : None, int, numpy or torch generator, optional
-        Source of randomness, see :func:`goldisk.projections.make_projection`.
+    D, d, generator, dtype
+        As :class:`DenseProjection`.
     metric : array-like of shape (D,), optional
         Positive row scales; the normalisation uses the norms of the columns of
         ``diag(metric) C_D H G Pi H B E_d``.
-    dtype : torch.dtype, default torch.float64
     device : torch.device or str, optional
         Where the projection lives. The random buffers are always drawn on the CPU (the same
         seed gives the same ``B``, ``Pi``, ``G`` on every device); the exact column norms,

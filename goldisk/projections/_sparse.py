@@ -89,22 +89,19 @@ class SparseProjection(_FixedMap):
 
     Parameters
     ----------
-    D, d : int
-        ``D >= 1`` and ``1 <= d <= D``.
-    generator : None, int, numpy or torch generator, optional
-        Source of randomness, see :func:`goldisk.projections.make_projection`.
+    D, d, generator, dtype
+        As :class:`DenseProjection`.
     metric : array-like of shape (D,), optional
         Positive row scales, folded into ``vals``: ``diag(metric) P`` with columns renormalised.
     density : None, float or "li", optional
         See above.
-    dtype : torch.dtype, default torch.float64
 
     Examples
     --------
     >>> import torch
     >>> P = SparseProjection(100, 3, generator=0)
-    >>> P(torch.ones(3, dtype=torch.float64)).shape
-    torch.Size([100])
+    >>> 3 <= P.vals.numel() <= 3 * 10  # 1 to sqrt(D) = 10 non-zeros a column
+    True
     >>> torch.allclose(P.column_norms(), torch.ones(3, dtype=torch.float64))
     True
     """
