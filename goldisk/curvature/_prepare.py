@@ -21,18 +21,25 @@ from .._validation import (
     model_device,
 )
 
-__all__ = ["batches", "prepare_model", "curvature_inputs"]
+__all__ = ["batches", "prepare_model", "checked_inputs", "curvature_inputs"]
 
 
-def curvature_inputs(model: nn.Module, X, y, loss: str, dtype, device):
-    """``(net, X, y, integer_input, dtype, device)`` of a curvature engine's entry: the
-    dtype, model, data and outputs checked once, and ``net`` the model prepared in them
-    (:func:`prepare_model`, its dropout-like layers made deterministic)."""
+def checked_inputs(model: nn.Module, X, y, dtype, device):
+    """``(X, y, dtype, device)`` at a curvature engine's entry, checked once: the dtype,
+    the model, the data (sparse, empty, non-finite X refused; strides normalized) and
+    the device (default: the model's)."""
     dtype = check_float_dtype(dtype)
     check_model(model)
     X, y = check_data(X, y)
+    return X, y, dtype, model_device(model, device)
+
+
+def curvature_inputs(model: nn.Module, X, y, loss: str, dtype, device):
+    """``(net, X, y, integer_input, dtype, device)``: :func:`checked_inputs`, the model's
+    outputs checked against ``y``, and ``net`` the model prepared in the dtype and on the
+    device (:func:`prepare_model`, its dropout-like layers made deterministic)."""
+    X, y, dtype, device = checked_inputs(model, X, y, dtype, device)
     integer_input = check_outputs(model, X, y, loss)
-    device = model_device(model, device)
     net = deterministic(prepare_model(model, dtype, device), model)
     return net, X, y, integer_input, dtype, device
 
