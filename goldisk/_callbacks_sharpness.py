@@ -12,10 +12,38 @@ from skorch.callbacks import Callback
 
 from ._measured import callback_data, resolve, train_part
 
-__all__ = ["SharpnessTracker"]
+__all__ = ["SharpnessTracker", "MeasuringCallback"]
 
 
-class SharpnessTracker(Callback):
+class MeasuringCallback(Callback):
+    """What the trackers that measure on data share: ``X`` and ``y`` both or neither
+    (then the training part of the net's split, taken at the first epoch), held during
+    ``fit`` only (a fitted net does not carry a copy of the training data); measured
+    every ``every`` epochs."""
+
+    def __init__(self, every=1, X=None, y=None):
+        self.every = every
+        self.X = X
+        self.y = y
+
+    def _check_data(self) -> None:
+        if (self.X is None) != (self.y is None):
+            raise ValueError(f"{type(self).__name__} needs both X and y (data to measure "
+                             "on), or neither (the training data).")
+
+    def _take_data(self, net, X, y) -> None:
+        self.data_ = callback_data(net, self.X, self.y, (X, y))
+        self.split_taken_ = self.X is not None
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if not self.split_taken_:  # once per fit: the training part of a train_split
+            self.data_, self.split_taken_ = train_part(net, dataset_train, self.data_), True
+
+    def on_train_end(self, net, **kwargs):
+        self.data_ = None
+
+
+class SharpnessTracker(MeasuringCallback):
     """Record the full-space ``lambda_max`` of the loss Hessian every ``every`` epochs.
 
     Full-batch gradient descent is stable only while ``lr < 2 / lambda_max`` (Cohen et al.
@@ -43,9 +71,7 @@ class SharpnessTracker(Callback):
 
     def __init__(self, every=1, X=None, y=None, name="lambda_max", operator="hessian",
                  max_samples=1000, tol=1e-6, record_edge=False, random_state=0):
-        self.every = every
-        self.X = X
-        self.y = y
+        super().__init__(every, X, y)
         self.name = name
         self.operator = operator
         self.max_samples = max_samples
@@ -54,9 +80,7 @@ class SharpnessTracker(Callback):
         self.random_state = random_state
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if (self.X is None) != (self.y is None):
-            raise ValueError("SharpnessTracker needs both X and y (data to measure on), or "
-                             "neither (the training data).")
+        self._check_data()
         for name in ("every", "max_samples"):
             v = getattr(self, name)
             if name == "max_samples" and v is None:
@@ -65,15 +89,7 @@ class SharpnessTracker(Callback):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}.")
         if self.operator not in ("hessian", "ggn"):
             raise ValueError(f"operator must be 'hessian' or 'ggn', got {self.operator!r}.")
-        self.data_ = callback_data(net, self.X, self.y, (X, y))
-        self.split_taken_ = self.X is not None
-
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        if not self.split_taken_:
-            self.data_, self.split_taken_ = train_part(net, dataset_train, self.data_), True
-
-    def on_train_end(self, net, **kwargs):
-        self.data_ = None
+        self._take_data(net, X, y)
 
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) % self.every:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from ._callbacks_sharpness import SharpnessTracker
+from ._callbacks_sharpness import MeasuringCallback, SharpnessTracker
 from ._flat import parameter_vector
 from ._measured import callback_data as _data
 from ._measured import train_part as _train_part
@@ -135,7 +135,7 @@ class RadiusTracker(Callback):
         net.history.record(self.prefix + "distance_from_init", dist)
 
 
-class CurvatureTracker(Callback):
+class CurvatureTracker(MeasuringCallback):
     """Record a :class:`~goldisk.CurvatureProbe`'s mean statistics every ``every`` epochs.
 
     Keys are ``prefix + column`` (e.g. ``curv_trace_ratio``, ``curv_g_trace``,
@@ -159,17 +159,13 @@ class CurvatureTracker(Callback):
     """
 
     def __init__(self, probe, every=1, X=None, y=None, prefix="curv_", columns=None):
+        super().__init__(every, X, y)
         self.probe = probe
-        self.every = every
-        self.X = X
-        self.y = y
         self.prefix = prefix
         self.columns = columns
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if (self.X is None) != (self.y is None):
-            raise ValueError("CurvatureTracker needs both X and y (data to measure on), or "
-                             "neither (the training data).")
+        self._check_data()
         e = self.every
         if not is_int(e) or e < 1:
             raise ValueError(f"every must be an int >= 1, got {e!r}.")
@@ -179,15 +175,7 @@ class CurvatureTracker(Callback):
                 c not in SCORES for c in self.columns)):
             raise ValueError(f"columns must be None or a list of {list(SCORES)}, got "
                              f"{self.columns!r}.")
-        self.data_ = _data(net, self.X, self.y, (X, y))
-        self.split_taken_ = self.X is not None
-
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        if not self.split_taken_:  # once per fit: the training part of a train_split
-            self.data_, self.split_taken_ = _train_part(net, dataset_train, self.data_), True
-
-    def on_train_end(self, net, **kwargs):
-        self.data_ = None  # a fitted net does not carry a copy of the training data
+        self._take_data(net, X, y)
 
     def on_epoch_end(self, net, **kwargs):
         epoch = len(net.history)

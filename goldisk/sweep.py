@@ -26,6 +26,7 @@ from ._checks import check_bool
 from ._flat import ParamLayout, parameter_vector
 from ._radius import REFERENCES, reference_radius
 from ._rng import MAX_SEED, check_random_state
+from ._run import run_hooks
 from ._validation import TRANSFORMS_LOCK, is_int
 from .curvature import batch_statistics, model_state, subspace_hessian, warn_statistics
 from .models import init_weights_
@@ -102,12 +103,9 @@ def radius_sweep(
     batch_size: int = 512,
     dtype=torch.float64,
     device=None,
-    random_state=0,
     n_jobs: int | None = None,
     radius_batch: int | None = None,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    **hooks,
 ) -> pd.DataFrame:
     """Curvature statistics on random subspaces at many radii (Fort & Scherlis, Fig. 3-5).
 
@@ -142,8 +140,6 @@ default="dense"
     dtype : torch.dtype, default=torch.float64
     device : torch.device or str, optional
         Where the Hessians are computed (default: the CPU).
-    random_state : int, Generator or None, default=0
-        Seeds the init directions and the subspaces; the same value gives the same rows.
     n_jobs : int, optional
         Points computed in parallel through joblib (``None``: one process, or what an
         enclosing ``joblib.parallel_config`` says). Use
@@ -152,10 +148,11 @@ default="dense"
     radius_batch : int, optional
         Radii of one subspace evaluated together in one vectorized call (and written
         together); default 1 on CPU and all radii on a GPU.
-    progress : bool, default=True
-        A progress bar over the (subspace, radius) units.
-    done : set of (subspace, radius_index), optional
-        Units to skip (resuming); ``on_result(rows)`` is called with each finished unit.
+    **hooks
+        ``random_state`` (seeds the init directions and the subspaces; default 0),
+        ``progress`` (a bar over the (subspace, radius) units), ``done`` (a set of
+        ``(subspace, radius_index)`` to skip) and ``on_result(rows)`` (called with each
+        finished unit): see :class:`goldisk.experiments.RunHooks`.
 
     Returns
     -------
@@ -171,12 +168,13 @@ default="dense"
     >>> df[["radius_ratio", "dim"]].values.tolist()
     [[0.1, 2.0], [0.1, 4.0], [1.0, 2.0], [1.0, 4.0]]
     """
+    hooks = run_hooks("radius_sweep", hooks)
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
     if isinstance(n_subspaces, bool | str) or int(n_subspaces) != n_subspaces \
             or int(n_subspaces) < 1:
         raise ValueError(f"n_subspaces must be an int >= 1, got {n_subspaces!r}.")
-    progress = check_bool(progress, "progress")
+    progress = check_bool(hooks.progress, "progress")
     layout = ParamLayout(model)
     matrix = None
     if not isinstance(projection, str):  # the user's own D x d matrix
@@ -201,8 +199,8 @@ default="dense"
            "loss": loss, "gauss_newton": gauss_newton, "batch_size": batch_size,
            "dtype": dtype, "device": str(device) if device is not None else "cpu",
            "r_ref": reference_radius(model, reference)}
-    seeds = check_random_state(random_state).integers(0, MAX_SEED, size=(int(n_subspaces), 2))
-    done = set() if done is None else set(done)
+    seeds = check_random_state(hooks.random_state).integers(0, MAX_SEED, size=(int(n_subspaces), 2))
+    done = set() if hooks.done is None else set(hooks.done)
     todo = [(s, i) for s in range(int(n_subspaces)) for i in range(len(radii))
             if (s, i) not in done]
     if radius_batch is None:  # a GPU evaluates all radii of a subspace in one vectorized pass
@@ -220,8 +218,8 @@ default="dense"
     rows = []
     for task_rows in _results_as_they_come(jobs, n_jobs):
         rows.extend(task_rows)
-        if on_result is not None:
-            on_result(task_rows)
+        if hooks.on_result is not None:
+            hooks.on_result(task_rows)
         bar.update(len(task_rows) // len(dims))
     bar.close()
     df = pd.DataFrame(rows)

@@ -328,3 +328,29 @@ def test_gauss_newton_vanishes_as_alpha_to_the_depth_at_small_scale(digits_small
     # below the zone the curvature is the H-term's: no positive excess
     st = hessian_statistics(res.H[0])
     assert abs(st["trace_ratio"]) < 1.0
+
+
+def test_training_protocol_is_the_keywords_and_validated_once(circles):
+    """``training=Training(...)`` gives the rows the same keywords give; a keyword
+    overrides the object's field; bad settings and unknown keywords fail at entry."""
+    from goldisk.experiments import RunHooks, Training
+
+    X, y, Xv, yv = circles
+    net = MLP(2, (8,), 3)
+    common = dict(radii=[0.5], modes=["free"], n_repeats=1, records_per_epoch=1)
+    by_kw = trajectory(net, X, y, Xv, yv, epochs=2, lr=1e-2, progress=False, **common)
+    by_obj = trajectory(net, X, y, Xv, yv, training=Training(epochs=2, lr=1e-2),
+                        progress=False, **common)
+    pd.testing.assert_frame_equal(by_kw, by_obj)
+    over = trajectory(net, X, y, Xv, yv, training=Training(epochs=2, lr=1e-2), lr=3e-2,
+                      progress=False, **common)
+    assert set(over["lr"]) == {3e-2} and over["epoch"].max() == 2
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Training(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="lr must be finite and > 0"):
+        trajectory(net, X, y, Xv, yv, lr=-1.0, progress=False, **common)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'seed'"):
+        trajectory(net, X, y, Xv, yv, seed=1, progress=False, **common)
+    with pytest.raises(TypeError, match="training must be a goldisk.experiments.Training"):
+        trajectory(net, X, y, Xv, yv, training={"lr": 1e-2}, progress=False, **common)
+    assert RunHooks().random_state == 0 and RunHooks().progress is True

@@ -9,20 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .._results_io import (  # noqa: F401 - re-exported: the CLI's results I/O
-    EXECUTION_ONLY,
-    CLIError,
-    append_rows,
-    changed_settings,
-    check_output_path,
-    check_path,
-    environment,
-    read_config,
-    read_written_rows,
-    remove_rows,
-    write_json,
-    write_rows,
-)
+from .._results_io import CLIError, changed_settings, check_output_path, environment, write_json  # noqa: F401 (re-exported)
 from ._data import (  # noqa: F401 (dataset_kwargs is re-exported)
     DATASETS,
     add_data_arguments,
@@ -37,17 +24,13 @@ __all__ = [
     "prepare_output",
     "environment",
     "write_json",
-    "append_rows",
-    "write_rows",
-    "check_path",
     "check_output_path",
-    "remove_rows",
-    "read_config",
-    "read_written_rows",
     "load_data",
     "dataset_kwargs",
     "parse_floats",
     "parse_ints",
+    "add_model_choice",
+    "data_and_model",
     "add_backend_arguments",
     "parallel_backend",
     "check_backend_arguments",
@@ -56,26 +39,50 @@ __all__ = [
 
 
 
-def parse_floats(text: str, name: str) -> list[float]:
+def _parse_list(text: str, name: str, kind, example: str) -> list:
     try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
+        vals = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        msg = f"{name} must be comma-separated numbers, e.g. 0.5,1,2; got {text!r}"
-        raise CLIError(msg) from None
+        raise CLIError(f"{name} must be comma-separated {example}; got {text!r}") from None
     if not vals:
         raise CLIError(f"{name} is empty; give at least one value")
     return vals
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    return _parse_list(text, name, float, "numbers, e.g. 0.5,1,2")
 
 
 def parse_ints(text: str, name: str) -> list[int]:
+    return _parse_list(text, name, int, "integers, e.g. 10,50,100")
+
+
+def add_model_choice(p, hidden: str = "32,32", why: str = "") -> None:
+    """``--model`` and ``--hidden`` (the MLP's widths), their defaults (and ``why`` that
+    default) in the help."""
+    from .._names import MODEL_NAMES
+
+    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
+                   help="architecture (default: %(default)s)")
+    p.add_argument("--hidden", default=hidden,
+                   help=f"MLP widths (default: %(default)s{why})")
+
+
+def data_and_model(args):
+    """``(dataset, model)``: the data options' dataset and the ``--model`` (``--hidden``,
+    ``--activation``, ``--no-bias``) for it, the model options checked before loading."""
+    from ..models import make_model
+
+    kwargs = {"activation": args.activation, "bias": not args.no_bias}
+    if args.model == "mlp":
+        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
+        if min(kwargs["hidden"]) < 1:
+            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
+    ds = load_data(args)
     try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        msg = f"{name} must be comma-separated integers, e.g. 10,50,100; got {text!r}"
-        raise CLIError(msg) from None
-    if not vals:
-        raise CLIError(f"{name} is empty; give at least one value")
-    return vals
+        return ds, make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--model {args.model}: {exc}") from None
 
 
 def _one_line_errors(parser) -> None:

@@ -4,16 +4,8 @@
 from __future__ import annotations
 
 from .._names import REFERENCES
-from ._common import CLIError, parse_floats, prepare_output
-from ._reproduce import (
-    config_of,
-    experiment_parser,
-    learning_rates,
-    positive,
-    prepare,
-    run_options,
-    title_of,
-)
+from . import _reproduce as exp
+from ._common import CLIError, parse_floats
 
 NAME = "decompose"
 HELP = "G-term/H-term curvature, temperature, model state and trainability against scale"
@@ -22,7 +14,7 @@ HELP = "G-term/H-term curvature, temperature, model state and trainability again
 def add_parser(sub) -> None:
     from .._names import DECOMPOSE_PARTS
 
-    p = experiment_parser(sub, NAME, HELP, bias_default=False)
+    p = exp.experiment_parser(sub, NAME, HELP, bias_default=False)
     p.add_argument("--parts", default=",".join(DECOMPOSE_PARTS), help="subset of %(default)s")
     p.add_argument("--alphas", default=None,
                    help="scales of the init (default: 10^[-3..3] in steps of 0.25)")
@@ -46,13 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import (
-        DECOMPOSE_COLUMNS,
-        DECOMPOSE_PARTS,
-        ResultFolder,
-        decompose,
-        finalize_decompose,
-    )
+    from ..experiments import DECOMPOSE_COLUMNS, DECOMPOSE_PARTS, decompose, finalize_decompose
 
     parts = list(dict.fromkeys(s.strip() for s in args.parts.split(",") if s.strip()))
     if not parts or any(s not in DECOMPOSE_PARTS for s in parts):
@@ -67,27 +53,21 @@ def run(args) -> int:
     rng = parse_floats(args.init_alpha_range, "--init-alpha-range")
     if len(rng) != 2:
         raise CLIError(f"--init-alpha-range needs two numbers lo,hi; got {args.init_alpha_range}")
-    for name in ("dim", "n_subspaces", "n_inits", "init_dim", "steps", "records"):
-        positive(getattr(args, name), "--" + name.replace("_", "-"))
-    learning_rates(args, "gd_lr0", "adam_lr")  # the experiment calls both "lr"
+    exp.positives(args, "dim", "n_subspaces", "n_inits", "init_dim", "steps", "records")
+    exp.learning_rates(args, "gd_lr0", "adam_lr")  # the experiment calls both "lr"
     if args.hessian_samples is not None:
-        positive(args.hessian_samples, "--hessian-samples")
-    X, y, Xv, yv, model = prepare(args)
-    out = prepare_output(args.out, args.force, args.resume)
-    config = config_of(args, parts=parts, optimizers=optimizers, alphas=alphas,
-                       train_alphas=train_alphas, depth=getattr(model, "depth", None),
-                       homogeneous=getattr(model, "homogeneous", None))
-    folder = ResultFolder(out, "decompose", DECOMPOSE_COLUMNS, config, args.resume,
-                          args.device)
+        exp.positive(args.hessian_samples, "--hessian-samples")
+    (X, y, Xv, yv, model), out, folder = exp.open_run(
+        args, "decompose", DECOMPOSE_COLUMNS, parts=parts, optimizers=optimizers,
+        alphas=alphas, train_alphas=train_alphas,
+        of_model=lambda m: {"depth": getattr(m, "depth", None),
+                            "homogeneous": getattr(m, "homogeneous", None)})
     decompose(model, X, y, Xv, yv, parts=parts, alphas=alphas, dim=args.dim,
               n_subspaces=args.n_subspaces, scheme=args.scheme,
               hessian_samples=args.hessian_samples, n_inits=args.n_inits,
               init_alpha_range=rng, init_dim=args.init_dim, train_alphas=train_alphas,
               optimizers=optimizers, gd_lr0=args.gd_lr0, adam_lr=args.adam_lr,
-              steps=args.steps, records=args.records, **run_options(args, folder))
-    df = folder.read()
-    summary = finalize_decompose(df, out, title=f"deconstructing the zone: {title_of(args)}")
-    seconds = folder.finish(summary=summary)
-    print(f"wrote {folder.csv} ({len(df)} rows) and {', '.join(summary['figures'])} "
-          f"in {seconds:.1f} s")
-    return 0
+              steps=args.steps, records=args.records, **exp.run_options(args, folder))
+    return exp.finish_run(folder, out, finalize_decompose,
+                          f"deconstructing the zone: {exp.title_of(args)}",
+                          lambda summary: f" and {', '.join(summary['figures'])}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._common import (
     CLIError,
     add_common_arguments,
+    add_model_choice,
     check_device,
     dataset_kwargs,
     load_data,
@@ -22,11 +23,7 @@ HELP = "run the sweep and all experiments at the default small scale; write repo
 
 def add_model_arguments(p, bias_default: bool = True) -> None:
     """``--model``, ``--hidden``, ``--activation`` and ``--no-bias`` (or ``--bias``)."""
-    from .._names import MODEL_NAMES
-
-    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
-                   help="architecture (default: %(default)s)")
-    p.add_argument("--hidden", default="32,32", help="MLP widths (default: %(default)s)")
+    add_model_choice(p)
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     if bias_default:
         p.add_argument("--no-bias", dest="bias", action="store_false",
@@ -44,6 +41,16 @@ def experiment_parser(sub, name: str, help: str, bias_default: bool = True):
     return p
 
 
+def add_grid_arguments(p, radii: str, radii_help: str, lists, n_repeats_help=None) -> None:
+    """The grid of an experiment that trains from several radii: ``--radii`` (ratios, with
+    ``radii_help``), its own comma-separated ``lists`` (``(flag, default, help)``) and
+    ``--n-repeats`` (independent draws, 2 by default)."""
+    p.add_argument("--radii", default=radii, help=f"{radii_help} (default: %(default)s)")
+    for flag, default, help in lists:
+        p.add_argument(flag, default=default, help=help)
+    p.add_argument("--n-repeats", type=int, default=2, help=n_repeats_help)
+
+
 def add_training_arguments(p, *, epochs: int, lr: float = 1e-3, lr_help=None,
                            optimizers=("adam", "sgd", "gd"), projection: bool = False) -> None:
     """``--reference`` (``--projection``), ``--optimizer``, ``--lr``, ``--epochs`` and
@@ -59,16 +66,29 @@ def add_training_arguments(p, *, epochs: int, lr: float = 1e-3, lr_help=None,
     p.add_argument("--batch-size", type=int, default=64)
 
 
-def open_run(args, name: str, columns, **config):
+def open_run(args, name: str, columns, of_model=None, **config):
     """``(data, out, folder)`` of an experiment subcommand, after every check: ``data`` is
-    ``prepare(args)``, ``folder`` the ``ResultFolder`` of ``<name>.csv`` in ``--out``."""
+    ``prepare(args)``, ``folder`` the ``ResultFolder`` of ``<name>.csv`` in ``--out``
+    (its configuration: the options, ``config`` and ``of_model(model)``)."""
     from ..experiments import ResultFolder
 
     data = prepare(args)
     out = prepare_output(args.out, args.force, args.resume)
+    config.update(of_model(data[-1]) if of_model is not None else {})
     folder = ResultFolder(out, name, columns, config_of(args, **config), args.resume,
                           args.device)
     return data, out, folder
+
+
+def finish_run(folder, out, finalize, title: str, also, **kwargs) -> int:
+    """Read the run's rows, write its summary (``finalize``), close the folder and say what
+    was written (``also``: the files besides the CSV, or a function of the summary)."""
+    df = folder.read()
+    summary = finalize(df, out, title=title, **kwargs)
+    seconds = folder.finish(summary=summary)
+    also = also(summary) if callable(also) else also
+    print(f"wrote {folder.csv} ({len(df)} rows){also} in {seconds:.1f} s")
+    return 0
 
 
 def run_options(args, folder) -> dict:
@@ -118,6 +138,12 @@ def positive(value, name: str, minimum=1):
     return value
 
 
+def positives(args, *names: str, minimum=1) -> None:
+    """:func:`positive` on each option ``names`` (attribute names, e.g. ``"n_repeats"``)."""
+    for name in names:
+        positive(getattr(args, name), "--" + name.replace("_", "-"), minimum)
+
+
 def learning_rates(args, *names: str) -> None:
     """Each learning-rate option must be finite and > 0 (checked before ``--out`` is made)."""
     import math
@@ -133,11 +159,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/reproduce")
-    from .._names import MODEL_NAMES
-
-    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
-                   help="architecture (default: %(default)s)")
-    p.add_argument("--hidden", default="32,32", help="MLP widths (default: %(default)s)")
+    add_model_choice(p)
     p.add_argument("--experiments", default=",".join(EXPERIMENTS),
                    help="comma-separated subset of %(default)s")
     p.add_argument("--quick", action="store_true",

@@ -12,19 +12,14 @@ import json
 import math
 import time
 
+from .. import _results_io as rio
 from ._common import (
     CLIError,
     add_common_arguments,
-    append_rows,
-    changed_settings,
     check_common_arguments,
-    environment,
-    load_data,
+    data_and_model,
     parse_floats,
-    parse_ints,
     prepare_output,
-    read_written_rows,
-    write_json,
 )
 
 NAME = "spectrum"
@@ -85,19 +80,10 @@ def run(args) -> int:
 
     from .._flat import ParamLayout, parameter_vector
     from .._radius import reference_radius
-    from ..models import init_weights_, make_model
+    from ..models import init_weights_
 
     radii, dens_radii, ops = _check(args)
-    kwargs = {"activation": args.activation, "bias": not args.no_bias}
-    if args.model == "mlp":
-        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
-        if min(kwargs["hidden"]) < 1:
-            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
-    ds = load_data(args)
-    try:
-        model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"--model {args.model}: {exc}") from None
+    ds, model = data_and_model(args)
     dtype = torch.float32 if args.float32 else torch.float64
     model = model.to(device=args.device, dtype=dtype).eval()
     init_weights_(model, args.reference, generator=torch.Generator().manual_seed(args.seed))
@@ -108,11 +94,11 @@ def run(args) -> int:
     config = {"command": NAME, **{k: v for k, v in vars(args).items() if k != "func"},
               "radii": radii, "density_radii": dens_radii, "operators": ops}
     if args.resume and (out / "config.json").exists():
-        changed = changed_settings(json.loads((out / "config.json").read_text()), config)
+        changed = rio.changed_settings(json.loads((out / "config.json").read_text()), config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")
-    write_json(out / "config.json", {**config, "environment": environment(args.device)})
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device)})
     layout = ParamLayout(model)
 
     def at(ratio):
@@ -126,7 +112,7 @@ def run(args) -> int:
         if i in done:
             continue
         rows = _eigen_rows(at(ratio), X, y, args, ops, dtype)
-        append_rows(eig_csv, [{"radius_index": i, "radius_ratio": ratio,
+        rio.append_rows(eig_csv, [{"radius_index": i, "radius_ratio": ratio,
                                "radius": ratio * r_ref, **r} for r in rows])
     done = _done(dens_csv, "density_index", len(ops) * N_POINTS)
     for i, ratio in enumerate(dens_radii):
@@ -137,11 +123,11 @@ def run(args) -> int:
             df = _density(at(ratio), X, y, args, op, dtype)
             rows += [{"density_index": i, "radius_ratio": ratio, "operator": op, **r}
                      for r in df.to_dict("records")]
-        append_rows(dens_csv, rows)
+        rio.append_rows(dens_csv, rows)
     elapsed = time.perf_counter() - start
     path = _plot(out, eig_csv, dens_csv, f"{args.dataset}, {args.model} "
                  f"{args.hidden if args.model == 'mlp' else ''} (D={layout.D})")
-    write_json(out / "config.json", {**config, "environment": environment(args.device),
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device),
                                      "seconds": elapsed})
     print(f"wrote {eig_csv}, {dens_csv} and {path} in {elapsed:.1f} s")
     return 0
@@ -150,7 +136,7 @@ def run(args) -> int:
 def _done(csv, key, per_index):
     """Indices whose ``per_index`` rows were all written whole; the CSV is rewritten
     (atomically) with only those, so a killed run's partial index is redone."""
-    df = read_written_rows(csv)
+    df = rio.read_written_rows(csv)
     if df.empty or key not in df.columns:
         csv.unlink(missing_ok=True)
         return set()
@@ -199,7 +185,7 @@ def _plot(out, eig_csv, dens_csv, title):
 
     from .._mpl import pyplot_free
 
-    eig, dens = pd.read_csv(eig_csv), read_written_rows(dens_csv)
+    eig, dens = pd.read_csv(eig_csv), rio.read_written_rows(dens_csv)
     panels = [] if dens.empty else sorted(dens["radius_ratio"].unique())
     fig, axes = pyplot_free().subplots(1, 1 + len(panels), figsize=(5 + 4 * len(panels), 4),
                                        squeeze=False)

@@ -5,25 +5,19 @@ from __future__ import annotations
 import math
 import time
 
+from .. import _results_io as rio
 from .._names import REFERENCES, SUBSPACE_KINDS, SUBSPACE_PROJECTIONS
 from ._common import (
     CLIError,
     add_backend_arguments,
     add_common_arguments,
-    append_rows,
-    changed_settings,
+    add_model_choice,
     check_backend_arguments,
     check_common_arguments,
-    environment,
-    load_data,
+    data_and_model,
     parallel_backend,
     parse_floats,
     parse_ints,
-    read_config,
-    read_written_rows,
-    remove_rows,
-    write_json,
-    write_rows,
 )
 
 NAME = "sweep"
@@ -33,13 +27,8 @@ HELP = "curvature on random subspaces against radius (Fort & Scherlis Fig. 3-5)"
 def add_parser(sub) -> None:
     p = sub.add_parser(NAME, help=HELP, description=HELP)
     add_common_arguments(p, "out/sweep")
-    from .._names import MODEL_NAMES
-
-    p.add_argument("--model", default="mlp", choices=MODEL_NAMES,
-                   help="architecture (default: %(default)s)")
-    p.add_argument("--hidden", default="100,100",
-                   help="MLP widths (default: %(default)s, the MLP of Fort & Scherlis's Figures "
-                        "3-5; the other subcommands train many nets and default to 32,32)")
+    add_model_choice(p, hidden="100,100", why=", the MLP of Fort & Scherlis's Figures 3-5; the "
+                     "other subcommands train many nets and default to 32,32")
     p.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     p.add_argument("--no-bias", action="store_true", help="bias-free (homogeneous) layers")
     p.add_argument("--dims", default="10,50,100",
@@ -68,7 +57,7 @@ def _resume_rows(csv_path, n_dims: int) -> tuple:
     not written whole, rows whose keys are not integers, repeated (unit, dim) rows."""
     import pandas as pd
 
-    df = read_written_rows(csv_path)
+    df = rio.read_written_rows(csv_path)
     keys = ["subspace", "radius_index", "dim"]
     if df.empty or not set(keys) <= set(df.columns):
         return pd.DataFrame(), set()
@@ -82,7 +71,6 @@ def _resume_rows(csv_path, n_dims: int) -> tuple:
 
 
 def run(args) -> int:
-    from ..models import make_model
     from ..sweep import default_radii
 
     # every option is checked before the output folder is touched: a bad one leaves no
@@ -101,16 +89,7 @@ def run(args) -> int:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_common_arguments(args)
     check_backend_arguments(args)
-    kwargs = {"activation": args.activation, "bias": not args.no_bias}
-    if args.model == "mlp":
-        kwargs["hidden"] = tuple(parse_ints(args.hidden, "--hidden"))
-        if min(kwargs["hidden"]) < 1:
-            raise CLIError(f"--hidden widths must be >= 1, got {args.hidden}")
-    ds = load_data(args)
-    try:
-        model = make_model(args.model, ds.X.shape[1], ds.n_classes, **kwargs)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"--model {args.model}: {exc}") from None
+    ds, model = data_and_model(args)
     D = sum(p.numel() for p in model.parameters())
     if max(dims) > D:
         raise CLIError(f"--dims must be <= D={D} (the number of parameters of --model "
@@ -135,22 +114,22 @@ def _sweep(args, model, ds, dims, radii) -> int:
     previous_seconds = 0.0  # the legs before this one: config.json keeps the total
     if args.resume and (out / "config.json").exists():
 
-        old = read_config(out / "config.json")
+        old = rio.read_config(out / "config.json")
         previous_seconds = float(old.get("seconds_total", old.get("seconds", 0.0)))
-        changed = changed_settings(old, config)
+        changed = rio.changed_settings(old, config)
         if changed:
             raise CLIError(f"--resume with different settings ({', '.join(changed)}); "
                            "use the original options or --force")
     if not previous.empty:  # rewrite atomically without any partial or damaged unit
-        write_rows(csv_path, previous)
+        rio.write_rows(csv_path, previous)
     else:
-        remove_rows(csv_path)
-    write_json(out / "config.json", {**config, "environment": environment(args.device),
-                                     "seconds_total": previous_seconds})
+        rio.remove_rows(csv_path)
+    rio.write_json(out / "config.json", {**config, "environment": rio.environment(args.device),
+                                         "seconds_total": previous_seconds})
     columns = None if previous.empty else list(previous.columns)
 
     def save(rows):
-        append_rows(csv_path, rows, columns)
+        rio.append_rows(csv_path, rows, columns)
 
     start = time.perf_counter()
     radius_sweep(model, ds.X, ds.y, radii=radii, dims=dims, n_subspaces=args.n_subspaces,
@@ -160,13 +139,13 @@ def _sweep(args, model, ds, dims, radii) -> int:
                  device=args.device, random_state=args.seed, n_jobs=args.n_jobs,
                  progress=not args.no_progress, done=done, on_result=save)
     elapsed = time.perf_counter() - start
-    df = read_written_rows(csv_path).sort_values(["subspace", "radius_index", "dim"])
-    write_rows(csv_path, df)
+    df = rio.read_written_rows(csv_path).sort_values(["subspace", "radius_index", "dim"])
+    rio.write_rows(csv_path, df)
     plot_sweep(df, out / "sweep.png",
                title=f"{args.dataset}, {args.model} {args.hidden if args.model == 'mlp' else ''}"
                      f" ({args.kind}s, {args.projection} projection)")
-    write_json(out / "config.json",
-               {**config, "environment": environment(args.device), "seconds": elapsed,
-                "seconds_total": previous_seconds + elapsed, "rows": len(df)})
+    rio.write_json(out / "config.json",
+                   {**config, "environment": rio.environment(args.device), "seconds": elapsed,
+                    "seconds_total": previous_seconds + elapsed, "rows": len(df)})
     print(f"wrote {csv_path} ({len(df)} rows) and {out / 'sweep.png'} in {elapsed:.1f} s")
     return 0

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
+from . import _reproduce as exp
 from ._common import CLIError, parse_floats
-from ._reproduce import (
-    add_training_arguments,
-    experiment_parser,
-    learning_rates,
-    open_run,
-    positive,
-    run_options,
-    title_of,
-)
 
 NAME = "trajectory"
 HELP = "radius of the weights during training from small and large radii (Chang)"
 
 
 def add_parser(sub) -> None:
-    p = experiment_parser(sub, NAME, HELP)
-    p.add_argument("--radii", default="0.01,0.03,0.1,0.3,1,3,10",
-                   help="initial radius ratios r0/r_ref (default: %(default)s)")
-    p.add_argument("--modes", default="free,fixed", help="free and/or fixed (radius held)")
-    p.add_argument("--n-repeats", type=int, default=2)
-    add_training_arguments(p, epochs=15)
+    p = exp.experiment_parser(sub, NAME, HELP)
+    exp.add_grid_arguments(p, "0.01,0.03,0.1,0.3,1,3,10", "initial radius ratios r0/r_ref",
+                           [("--modes", "free,fixed", "free and/or fixed (radius held)")])
+    exp.add_training_arguments(p, epochs=15)
     p.add_argument("--records-per-epoch", type=int, default=4)
 
 
@@ -34,19 +24,15 @@ def run(args) -> int:
     modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     if not modes or any(m not in ("free", "fixed") for m in modes):
         raise CLIError(f"--modes must be free and/or fixed, got {args.modes!r}")
-    for name in ("n_repeats", "batch_size", "records_per_epoch"):
-        positive(getattr(args, name), "--" + name.replace("_", "-"))
-    positive(args.epochs, "--epochs", 0)
-    learning_rates(args, "lr")
-    (X, y, Xv, yv, model), out, folder = open_run(args, "trajectory", TRAJECTORY_COLUMNS,
-                                                  radii=radii, modes=modes)
+    exp.positives(args, "n_repeats", "batch_size", "records_per_epoch")
+    exp.positive(args.epochs, "--epochs", 0)
+    exp.learning_rates(args, "lr")
+    (X, y, Xv, yv, model), out, folder = exp.open_run(args, "trajectory", TRAJECTORY_COLUMNS,
+                                                      radii=radii, modes=modes)
     trajectory(model, X, y, Xv, yv, radii=radii, modes=modes, n_repeats=args.n_repeats,
                reference=args.reference, optimizer=args.optimizer, lr=args.lr,
                epochs=args.epochs, batch_size=args.batch_size,
-               records_per_epoch=args.records_per_epoch, **run_options(args, folder))
-    df = folder.read()
-    summary = finalize_trajectory(df, out, title=f"radius during training: {title_of(args)}")
-    seconds = folder.finish(summary=summary)
-    print(f"wrote {folder.csv} ({len(df)} rows), trajectory_fits.csv and trajectory.png "
-          f"in {seconds:.1f} s")
-    return 0
+               records_per_epoch=args.records_per_epoch, **exp.run_options(args, folder))
+    return exp.finish_run(folder, out, finalize_trajectory,
+                          f"radius during training: {exp.title_of(args)}",
+                          ", trajectory_fits.csv and trajectory.png")

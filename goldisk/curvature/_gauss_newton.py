@@ -29,14 +29,16 @@ def subspace_gauss_newton(model, X, y, projection=None, *, point=None, kind="hyp
 
     Examples
     --------
-    >>> import torch
+    The same ``G`` as the full computation's, positive semi-definite:
+
+    >>> from goldisk.datasets import make_circles3
+    >>> from goldisk.models import MLP
     >>> from goldisk.projections import make_projection
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    >>> X, y = torch.randn(32, 4, generator=torch.Generator().manual_seed(0)), torch.arange(32) % 3
-    >>> P = make_projection("dense", D=67, d=5, random_state=0)
-    >>> G = subspace_gauss_newton(net, X, y, P).G
-    >>> bool(torch.allclose(G, subspace_hessian(net, X, y, P).G))
-    True
+    >>> ds, net, P = make_circles3(40), MLP(2, (6,), 3), make_projection("dense", 39, 4)
+    >>> G = subspace_gauss_newton(net, ds.X, ds.y, P).G
+    >>> G_full = subspace_hessian(net, ds.X, ds.y, P).G
+    >>> bool(torch.allclose(G, G_full)), bool(torch.linalg.eigvalsh(G).min() > -1e-12)
+    (True, True)
     """
     token = G_ONLY.set(True)
     try:

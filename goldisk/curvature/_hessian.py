@@ -31,20 +31,16 @@ from .._checks import nonfinite_cause
 from .._flat import ParamLayout, nonfinite_parameters, parameter_vector
 from .._validation import (
     TRANSFORMS_LOCK,
-    check_data,
-    check_float_dtype,
-    check_model,
     check_outputs,
     check_positive_int,
     check_scales,
     deterministic,
-    model_device,
     second_order,
 )
 from ..projections import as_projection
 from ._contract import contract_hessian, plan_for
 from ._losses import logit_hessian, per_sample_loss
-from ._prepare import _on, batches, prepare_model
+from ._prepare import _on, batches, checked_inputs, prepare_model
 from ._reverse import output_sizes, reverse_chunk, reverse_hessian
 
 __all__ = ["CurvatureResult", "subspace_hessian", "batches", "prepare_model", "METHODS"]
@@ -216,10 +212,7 @@ def subspace_hessian(
     chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
     scale_chunk = check_positive_int(scale_chunk, "scale_chunk", allow_none=True)
     scales = check_scales(scales)
-    dtype = check_float_dtype(dtype)
-    check_model(model)
-    X, y = check_data(X, y)  # (sparse, empty, non-finite X refused; strides normalized)
-    device = model_device(model, device)
+    X, y, dtype, device = checked_inputs(model, X, y, dtype, device)
     if projection is not None:  # a D x d matrix of the user's: a DenseProjection of it
         projection = as_projection(projection, ParamLayout(model).D, "projection")
     if point is not None and not bool(torch.isfinite(torch.as_tensor(point)).all()):

@@ -11,20 +11,9 @@ from torch import nn
 from .._checks import nonfinite_cause
 from .._flat import ParamLayout, parameter_vector
 from .._rng import torch_generator
-from .._validation import (
-    TRANSFORMS_LOCK,
-    check_data,
-    check_float_dtype,
-    check_model,
-    check_outputs,
-    check_positive_int,
-    deterministic,
-    is_int,
-    model_device,
-    second_order,
-)
+from .._validation import TRANSFORMS_LOCK, check_positive_int, is_int, second_order
 from ._losses import logit_hessian
-from ._prepare import batches, prepare_model
+from ._prepare import batches, curvature_inputs
 from ._reverse import batched_flat, gradient_graph, hessian_block, reverse_chunk
 
 __all__ = ["hutchinson"]
@@ -84,12 +73,7 @@ def hutchinson(
         raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}.")
     chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
     batch_size = check_positive_int(batch_size, "batch_size")
-    dtype = check_float_dtype(dtype)
-    check_model(model)
-    X, y = check_data(X, y)
-    integer_input = check_outputs(model, X, y, loss)
-    device = model_device(model, device)
-    net = deterministic(prepare_model(model, dtype, device), model)
+    net, X, y, integer_input, dtype, device = curvature_inputs(model, X, y, loss, dtype, device)
     layout = ParamLayout(net)
     w0 = parameter_vector(net)
     gen = torch_generator(random_state)

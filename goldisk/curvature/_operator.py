@@ -18,19 +18,9 @@ import torch
 from torch import nn
 
 from .._flat import ParamLayout, parameter_vector
-from .._validation import (
-    TRANSFORMS_LOCK,
-    check_data,
-    check_float_dtype,
-    check_model,
-    check_outputs,
-    check_positive_int,
-    deterministic,
-    model_device,
-    second_order,
-)
+from .._validation import TRANSFORMS_LOCK, check_positive_int, second_order
 from ._losses import logit_hessian
-from ._prepare import batches, prepare_model
+from ._prepare import batches, curvature_inputs
 from ._reverse import LOOP_MAX, batched_flat, gradient_graph, hessian_block, output_sizes
 
 __all__ = ["CurvatureOperator", "OPERATORS", "GRAPH_BUDGET_BYTES", "parameter_groups"]
@@ -91,12 +81,8 @@ class CurvatureOperator:
         self.operator = operator
         self.loss = loss
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.dtype = check_float_dtype(dtype)
-        check_model(model)
-        X, y = check_data(X, y)
-        self._integer = check_outputs(model, X, y, loss)
-        self.device = model_device(model, device)
-        self.net = deterministic(prepare_model(model, self.dtype, self.device), model)
+        self.net, X, y, self._integer, self.dtype, self.device = curvature_inputs(
+            model, X, y, loss, dtype, device)
         self.layout = ParamLayout(self.net)
         self.w0 = parameter_vector(self.net).to(self.device, self.dtype)
         self.X, self.y, self.n = X, y, len(X)

@@ -11,9 +11,37 @@ import warnings
 import torch
 from torch import nn
 
-from .._validation import mode_dependent
+from .._validation import (
+    check_data,
+    check_float_dtype,
+    check_model,
+    check_outputs,
+    deterministic,
+    mode_dependent,
+    model_device,
+)
 
-__all__ = ["batches", "prepare_model"]
+__all__ = ["batches", "prepare_model", "checked_inputs", "curvature_inputs"]
+
+
+def checked_inputs(model: nn.Module, X, y, dtype, device):
+    """``(X, y, dtype, device)`` at a curvature engine's entry, checked once: the dtype,
+    the model, the data (sparse, empty, non-finite X refused; strides normalized) and
+    the device (default: the model's)."""
+    dtype = check_float_dtype(dtype)
+    check_model(model)
+    X, y = check_data(X, y)
+    return X, y, dtype, model_device(model, device)
+
+
+def curvature_inputs(model: nn.Module, X, y, loss: str, dtype, device):
+    """``(net, X, y, integer_input, dtype, device)``: :func:`checked_inputs`, the model's
+    outputs checked against ``y``, and ``net`` the model prepared in the dtype and on the
+    device (:func:`prepare_model`, its dropout-like layers made deterministic)."""
+    X, y, dtype, device = checked_inputs(model, X, y, dtype, device)
+    integer_input = check_outputs(model, X, y, loss)
+    net = deterministic(prepare_model(model, dtype, device), model)
+    return net, X, y, integer_input, dtype, device
 
 
 def prepare_model(model: nn.Module, dtype, device, curvature: bool = True) -> nn.Module:

@@ -25,6 +25,7 @@ from ._plots_decompose import (
     plot_decompose_inits,
     plot_decompose_training,
 )
+from ._protocol import RunHooks, Training
 from ._report import (
     EXPERIMENTS,
     ResultFolder,
@@ -69,11 +70,13 @@ __all__ = [
     "EXPERIMENTS",
     "OPTIMIZERS",
     "ResultFolder",
+    "RunHooks",
     "SELECT_COLUMNS",
     "SELECT_MEASURES",
     "SUBSPACE_COLUMNS",
     "SUBSPACE_KINDS",
     "TRAJECTORY_COLUMNS",
+    "Training",
     "Units",
     "decompose",
     "evaluate",

@@ -32,6 +32,7 @@ from .._flat import ParamLayout, parameter_vector
 from .._names import DECOMPOSE_PARTS
 from .._radius import SoftmaxTemperature, reference_radius
 from .._rng import MAX_SEED, check_random_state
+from .._run import run_hooks
 from ..curvature import (
     STATISTICS,
     hessian_statistics,
@@ -41,7 +42,8 @@ from ..curvature import (
     subspace_hessian,
 )
 from ..projections import make_projection
-from ._training import Units, check_ratios, log_grid, point_at, train
+from ._protocol import units_of
+from ._training import check_ratios, log_grid, point_at, train
 
 __all__ = ["decompose", "DECOMPOSE_PARTS", "DECOMPOSE_COLUMNS", "model_depth", "spearman"]
 
@@ -148,10 +150,7 @@ def decompose(
     steps: int = 300,
     records: int = 30,
     device=None,
-    random_state=0,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    **hooks,
 ) -> pd.DataFrame:
     """Gauss-Newton decomposition, temperature, model state and trainability against alpha.
 
@@ -175,6 +174,10 @@ def decompose(
         Full-batch GD with ``gd_lr0 / alpha^(L-2)``, full-batch Adam with ``adam_lr``.
     steps, records : int
         Training steps, and number of records over them.
+    device : torch.device or str, optional
+    **hooks
+        ``random_state``, ``progress``, ``done``, ``on_result``: see
+        :class:`goldisk.experiments.RunHooks`.
 
     Returns
     -------
@@ -191,6 +194,7 @@ def decompose(
     >>> df.groupby("part").size().to_dict()
     {'inits': 2, 'scale': 2, 'temperature': 2, 'training': 4}
     """
+    hooks = run_hooks("decompose", hooks)
     parts = list(parts)
     bad = [p for p in parts if p not in DECOMPOSE_PARTS]
     if bad or not parts:
@@ -213,7 +217,7 @@ def decompose(
     r_ref = reference_radius(model, scheme)
     n_h = len(X) if hessian_samples is None else min(int(hessian_samples), len(X))
     Xh, yh = X[:n_h], y[:n_h]
-    rng = check_random_state(random_state)
+    rng = check_random_state(hooks.random_state)
     sub_seeds = rng.integers(0, MAX_SEED, size=(int(n_subspaces), 2))
     init_seeds = rng.integers(0, MAX_SEED, size=(int(n_inits), 2))
     init_alphas = 10 ** rng.uniform(math.log10(lo), math.log10(hi), size=int(n_inits))
@@ -228,8 +232,7 @@ def decompose(
         else:
             plan += [(part, f"{o}/{i}") for o in optimizers for i in range(len(train_alphas))]
     uid = "{}/{}".format
-    units = Units([uid(*p) for p in plan], done, on_result, progress, desc="decompose",
-                  columns=DECOMPOSE_COLUMNS)
+    units = units_of(hooks, [uid(*p) for p in plan], "decompose", DECOMPOSE_COLUMNS)
     base = {"depth": L, "homogeneous": homogeneous, "reference_radius": r_ref}
     for part, key in plan:
         if not units.pending(uid(part, key)):

@@ -26,11 +26,21 @@ __all__ = [
 _R_LABEL = r"radius ratio $r / r_{\mathrm{ref}}$ (dimensionless)"
 
 
-def _save(fig, path, dpi=90):
+def _save(fig, path, dpi=90, title=None):
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=dpi)
     return fig
+
+
+def _labels(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Label an axis and show its legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
 
 
 def _band(ax, grp: pd.DataFrame, x: str, y: str, log: bool = False, **kw):
@@ -247,18 +257,12 @@ def plot_select_slopes(analysis: pd.DataFrame, path=None, title=None):
                 if math.isfinite(p) and p < 0.05:
                     axes[1].annotate("*", (xi, di), ha="center", va="bottom")
     axes[0].axhline(0, color="gray", lw=0.8)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("change of accuracy per 1 s.d. of the measure (fraction)")
-    axes[0].set_title("least-squares slope, 95% CI")
-    axes[0].legend(fontsize=8)
+    _labels(axes[0], "epoch", "change of accuracy per 1 s.d. of the measure (fraction)",
+            "least-squares slope, 95% CI")
     axes[1].axhline(0, color="gray", lw=0.8)
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("best quarter minus rest: accuracy (fraction)")
-    axes[1].set_title("selection by the measure (* Welch p < 0.05, uncorrected)")
-    axes[1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    _labels(axes[1], "epoch", "best quarter minus rest: accuracy (fraction)",
+            "selection by the measure (* Welch p < 0.05, uncorrected)")
+    return _save(fig, path, title=title)
 
 
 # ------------------------------------------------------------------ trajectory
@@ -311,10 +315,6 @@ def plot_trajectory(df: pd.DataFrame, fits: pd.DataFrame | None = None, path=Non
                   label="radius free" if mode == "free" else "radius held fixed")
     axes[2].set_xscale("log")
     axes[2].axvline(1.0, color="k", ls="--", lw=0.8)
-    axes[2].set_xlabel(r"initial radius $r_0 / r_{\mathrm{ref}}$")
-    axes[2].set_ylabel("final validation accuracy (fraction)")
-    axes[2].set_title("accuracy at the end of training")
-    axes[2].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    _labels(axes[2], r"initial radius $r_0 / r_{\mathrm{ref}}$",
+            "final validation accuracy (fraction)", "accuracy at the end of training")
+    return _save(fig, path, title=title)

@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from .._flat import ParamLayout
-from .._radius import REFERENCES, reference_radius
+from .._radius import reference_radius
 from .._rng import MAX_SEED, check_random_state
 from ..curvature import hessian_statistics, subspace_hessian
 from ..projections import make_projection
-from ._training import Units, evaluate, point_at, train
+from ._protocol import Training, check_reference, protocol, units_of
+from ._training import evaluate, point_at
 
 __all__ = ["select", "selection_analysis", "measure_correlations", "SELECT_MEASURES",
            "SELECT_COLUMNS"]
@@ -53,16 +54,8 @@ def select(
     reference: str = "xavier",
     projection: str = "dense",
     hessian_samples: int | None = 500,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    epochs: int = 5,
-    batch_size: int = 64,
-    dtype=torch.float32,
-    device=None,
-    random_state=0,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    training: Training | None = None,
+    **settings,
 ) -> pd.DataFrame:
     """Curvature and loss at many inits, and their accuracy after each training epoch.
 
@@ -78,8 +71,13 @@ def select(
         Dimension of the random hyperplane of each init's Hessian.
     ratio : float
         Radius of every init as a multiple of the reference radius (exact).
-    optimizer, lr, epochs, batch_size
-        Full-space training (Fort: Adam, 1e-3); the same shuffling for every init.
+    training : Training, optional
+        Full-space training (Fort: Adam, 1e-3; here 5 epochs by default); the same
+        shuffling for every init. Its fields may also be passed as keywords.
+    **settings
+        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``dtype``, ``device`` (see
+        :class:`Training`) and ``random_state``, ``progress``, ``done``, ``on_result``
+        (see :class:`RunHooks`).
 
     Returns
     -------
@@ -96,8 +94,8 @@ def select(
     >>> df[["init", "epoch"]].values.tolist()
     [[0, 0], [0, 1], [1, 0], [1, 1]]
     """
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
+    training, hooks = protocol("select", training, settings, epochs=5)
+    check_reference(reference)
     if int(n_inits) < 1:
         raise ValueError(f"n_inits must be >= 1, got {n_inits}.")
     D = ParamLayout(model).D
@@ -107,11 +105,10 @@ def select(
         raise ValueError(f"ratio must be finite and > 0, got {ratio}.")
     n_h = len(X) if hessian_samples is None else min(int(hessian_samples), len(X))
     r_ref = reference_radius(model, reference)
-    rng = check_random_state(random_state)
+    rng = check_random_state(hooks.random_state)
     seeds = rng.integers(0, MAX_SEED, size=(int(n_inits), 2))
     shuffle_seed = int(rng.integers(0, MAX_SEED))
-    units = Units(range(int(n_inits)), done, on_result, progress, desc="select",
-                  columns=SELECT_COLUMNS)
+    units = units_of(hooks, range(int(n_inits)), "select", SELECT_COLUMNS)
     Xv = torch.as_tensor(X_val, dtype=torch.float64)
     yv = torch.as_tensor(y_val, dtype=torch.int64)
     for k in range(int(n_inits)):
@@ -119,7 +116,7 @@ def select(
             continue
         net = point_at(model, reference, int(seeds[k, 0]), ratio=ratio, reference=reference)
         P = make_projection(projection, D, int(dim), random_state=int(seeds[k, 1]))
-        res = subspace_hessian(net, X[:n_h], y[:n_h], P, device=device)
+        res = subspace_hessian(net, X[:n_h], y[:n_h], P, device=training.device)
         stats = hessian_statistics(res.H)
         g_ratio = hessian_statistics(res.G)["trace_ratio"]
         start = evaluate(net.to(torch.float64), Xv, yv)
@@ -127,9 +124,7 @@ def select(
                 "reference_radius": r_ref, "dim": int(dim), **stats, "g_trace_ratio": g_ratio,
                 "init_loss": start["loss"], "init_acc": start["accuracy"],
                 "init_train_loss": float(res.loss)}
-        hist = train(net, X, y, X_val, y_val, optimizer=optimizer, lr=lr, epochs=epochs,
-                     batch_size=batch_size, random_state=shuffle_seed, dtype=dtype,
-                     device=device)
+        hist = training.fit(net, X, y, X_val, y_val, random_state=shuffle_seed)
         rows = [{**meta, "epoch": int(round(h.epoch)), "step": int(h.step),
                  "val_acc": h.val_acc, "val_loss": h.val_loss, "train_acc": h.train_acc,
                  "train_loss": h.train_loss} for h in hist.itertuples()]

@@ -15,16 +15,17 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from .._flat import ParamLayout
 from .._names import SUBSPACE_KINDS
-from .._radius import REFERENCES, reference_radius
+from .._radius import reference_radius
 from .._rng import MAX_SEED, check_random_state
 from .._subspace import SubspaceModule
+from .._validation import check_positive_int
 from ..projections import make_projection
-from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
+from ._protocol import Training, check_reference, protocol, units_of
+from ._training import check_ratios, check_train_val, check_training, point_at
 
 __all__ = ["subspace_train", "intrinsic_dimension", "SUBSPACE_KINDS", "SUBSPACE_COLUMNS"]
 
@@ -49,18 +50,10 @@ def subspace_train(
     n_repeats: int = 2,
     reference: str = "xavier",
     projection: str = "dense",
-    optimizer: str = "adam",
-    lr: float = 3e-2,
     full_space: bool = True,
     full_lr: float = 1e-3,
-    epochs: int = 10,
-    batch_size: int = 64,
-    dtype=torch.float32,
-    device=None,
-    random_state=0,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    training: Training | None = None,
+    **settings,
 ) -> pd.DataFrame:
     """Validation accuracy reached inside random d-dimensional subspaces at radius r.
 
@@ -78,14 +71,16 @@ def subspace_train(
     n_repeats : int
         Independent (init direction, projections) draws.
     projection : {"dense", "sparse", "sparse-li", "fastfood", "auto"}
-    optimizer, lr, epochs, batch_size
-        Training of ``theta`` (Adam with ``lr`` by default).
+    training : Training, optional
+        Training of ``theta`` (by default Adam, ``lr=3e-2``, 10 epochs); its fields may
+        also be passed as keywords.
     full_space, full_lr : bool, float
         Also train all ``D`` parameters from each point (rows with ``kind="full"``,
         ``dim=D``) with learning rate ``full_lr``: the baseline of ``d_int``.
-    random_state : int or Generator
-    done, on_result
-        Unit ids to skip (resuming) and a callback receiving each finished unit's rows.
+    **settings
+        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``dtype``, ``device`` (see
+        :class:`Training`) and ``random_state``, ``progress``, ``done``, ``on_result``
+        (see :class:`RunHooks`).
 
     Returns
     -------
@@ -104,8 +99,9 @@ def subspace_train(
     >>> sorted(df["kind"])
     ['full', 'hyperplane', 'hypersphere']
     """
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
+    training, hooks = protocol("subspace_train", training, settings, lr=3e-2)
+    check_reference(reference)
+    check_positive_int(n_repeats, "n_repeats")
     radii = check_ratios(radii, "radii")
     kinds = list(kinds)
     bad = [k for k in kinds if k not in SUBSPACE_KINDS]
@@ -115,12 +111,12 @@ def subspace_train(
     dims = sorted({int(d) for d in dims})
     if not dims or dims[0] < 1 or dims[-1] > D:
         raise ValueError(f"dims must be integers in [1, D={D}], got {dims}.")
-    check_training(optimizer, lr, epochs, batch_size, n_repeats)
     if full_space:
-        check_training(optimizer, full_lr, epochs, batch_size, lr_name="full_lr")
+        check_training(training.optimizer, full_lr, training.epochs, training.batch_size,
+                       lr_name="full_lr")
     r_ref = reference_radius(model, reference)
     check_train_val(model, X, y, X_val, y_val)
-    rng = check_random_state(random_state)
+    rng = check_random_state(hooks.random_state)
     seeds = rng.integers(0, MAX_SEED, size=(int(n_repeats), 2 + len(dims)))
     plan = []
     for rep in range(int(n_repeats)):
@@ -131,8 +127,7 @@ def subspace_train(
                 for d in dims:
                     plan.append((rep, i, kind, d))
     uid = "{}/{}/{}/{}".format
-    units = Units([uid(*p) for p in plan], done, on_result, progress, desc="subspace-train",
-                  columns=SUBSPACE_COLUMNS)
+    units = units_of(hooks, [uid(*p) for p in plan], "subspace-train", SUBSPACE_COLUMNS)
     for rep, i, kind, d in plan:
         if not units.pending(uid(rep, i, kind, d)):
             continue
@@ -143,19 +138,19 @@ def subspace_train(
         else:
             j = dims.index(d)
             P = make_projection(projection, D, d, random_state=int(seeds[rep, 2 + j]),
-                                dtype=dtype)
-            trained, lr_used = SubspaceModule(net.to(dtype), P, kind, share_projection=True), lr
+                                dtype=training.dtype)
+            trained = SubspaceModule(net.to(training.dtype), P, kind, share_projection=True)
+            lr_used = training.lr
         start = time.perf_counter()
-        hist = train(trained, X, y, X_val, y_val, optimizer=optimizer, lr=lr_used,
-                     epochs=epochs, batch_size=batch_size, random_state=int(seeds[rep, 1]),
-                     dtype=dtype, device=device)
+        hist = training.fit(trained, X, y, X_val, y_val, random_state=int(seeds[rep, 1]),
+                            lr=lr_used)
         first, last = hist.iloc[0], hist.iloc[-1]
         units.finish(uid(rep, i, kind, d), [{
             "repeat": rep, "radius_index": i, "radius_ratio": ratio,
             "log10_r2_ratio": 2 * math.log10(ratio), "radius": ratio * r_ref,
             "reference_radius": r_ref, "kind": kind, "dim": d, "D": D,
             "projection": "identity" if kind == "full" else projection,
-            "optimizer": optimizer, "lr": lr_used, "epochs": epochs,
+            "optimizer": training.optimizer, "lr": lr_used, "epochs": training.epochs,
             "val_acc": float(last["val_acc"]), "best_val_acc": float(hist["val_acc"].max()),
             "val_loss": float(last["val_loss"]), "train_acc": float(last["train_acc"]),
             "train_loss": float(last["train_loss"]), "init_val_acc": float(first["val_acc"]),

@@ -22,8 +22,10 @@ from torch import nn
 
 from .._radius import SoftmaxTemperature
 from .._rng import check_random_state
+from .._run import run_hooks
 from ..curvature import INIT_STATISTICS, init_statistics, suggest_lr
-from ._training import Units, check_ratios, check_training, point_at, train
+from ._protocol import units_of
+from ._training import check_ratios, check_training, point_at, train
 
 __all__ = ["trainability", "trainability_correlations", "TRAINABILITY_OPTIMIZERS",
            "trainability_columns"]
@@ -65,10 +67,7 @@ def trainability(
     n_batch: int = 64,
     dim: int = 20,
     reference: str = "xavier",
-    random_state=0,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    **hooks,
 ) -> pd.DataFrame:
     """Every init statistic at many inits, and their accuracy after Adam and GD training.
 
@@ -93,6 +92,9 @@ def trainability(
     gd_factor : float
         GD trains at ``gd_factor x`` its own ``suggest_lr(..., "sgd").lr = 2 / lambda_max``
         (1: at the edge of stability at init).
+    **hooks
+        ``random_state``, ``progress``, ``done``, ``on_result``: see
+        :class:`goldisk.experiments.RunHooks`.
 
     Returns
     -------
@@ -111,6 +113,7 @@ def trainability(
     >>> len(df), bool((df["lr_gd"] * df["lambda_max"]).round(9).eq(2).all())
     (2, True)
     """
+    hooks = run_hooks("trainability", hooks)
     radii = check_ratios(radii, "radii")
     temperatures = check_ratios(temperatures, "temperatures")
     epochs = sorted({int(e) for e in epochs})
@@ -130,12 +133,11 @@ def trainability(
     yv = torch.as_tensor(np.asarray(y_val), dtype=torch.int64)
     n_s = len(X) if stat_samples is None else min(int(stat_samples), len(X))
     grid = list(itertools.product(models, radii, temperatures, range(n_seeds)))
-    rng = check_random_state(random_state)
+    rng = check_random_state(hooks.random_state)
     seeds = rng.integers(0, 2**62, size=(len(grid), 2))
     shuffle_seed = int(rng.integers(0, 2**62))
     columns = trainability_columns(epochs)
-    units = Units(range(len(grid)), done, on_result, progress, desc="trainability",
-                  columns=columns)
+    units = units_of(hooks, range(len(grid)), "trainability", columns)
     for k, (name, ratio, temp, s) in enumerate(grid):
         if not units.pending(k):
             continue

@@ -15,13 +15,14 @@ import math
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from .._flat import ParamLayout
-from .._radius import REFERENCES, reference_radius
+from .._radius import reference_radius
 from .._rng import MAX_SEED, check_random_state
-from ._training import Units, check_ratios, check_train_val, check_training, point_at, train
+from .._validation import check_positive_int
+from ._protocol import Training, check_reference, protocol, units_of
+from ._training import check_ratios, check_train_val, point_at
 
 __all__ = ["trajectory", "fit_radius_growth", "TRAJECTORY_COLUMNS"]
 
@@ -43,17 +44,9 @@ def trajectory(
     modes=("free", "fixed"),
     n_repeats: int = 2,
     reference: str = "xavier",
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    epochs: int = 15,
-    batch_size: int = 64,
     records_per_epoch: int = 4,
-    dtype=torch.float32,
-    device=None,
-    random_state=0,
-    progress: bool = True,
-    done=None,
-    on_result=None,
+    training: Training | None = None,
+    **settings,
 ) -> pd.DataFrame:
     """Radius, loss and accuracy during training from several initial radii.
 
@@ -65,13 +58,17 @@ def trajectory(
         Initial radius ratios ``r0 / r_ref``.
     modes : subset of {"free", "fixed"}
         ``"fixed"`` holds the radius at ``r0`` (Chang).
-    optimizer, lr, epochs, batch_size
-        Chang: Adam, 15 epochs.
+    training : Training, optional
+        Chang: Adam, 15 epochs (the default here); its fields may also be keywords.
     records_per_epoch : int
         About this many records per epoch, plus one before training: a record every
         ``max(1, steps_per_epoch // records_per_epoch)`` optimizer steps, counted across
         epochs (so 22 steps an epoch and 4 records give one every 5 steps, 4.4 an epoch;
         with no more steps an epoch than ``records_per_epoch``, every step).
+    **settings
+        ``optimizer``, ``lr``, ``epochs``, ``batch_size``, ``dtype``, ``device`` (see
+        :class:`Training`) and ``random_state``, ``progress``, ``done``, ``on_result``
+        (see :class:`RunHooks`).
 
     Returns
     -------
@@ -87,37 +84,36 @@ def trajectory(
     >>> df.groupby("mode")["step"].count().to_dict()
     {'fixed': 3, 'free': 3}
     """
-    if reference not in REFERENCES:
-        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
+    training, hooks = protocol("trajectory", training, settings, epochs=15)
+    check_reference(reference)
+    check_positive_int(n_repeats, "n_repeats")
     radii = check_ratios(radii, "radii")
     modes = list(modes)
     if not modes or any(m not in ("free", "fixed") for m in modes):
         raise ValueError(f"modes must be a non-empty subset of ('free', 'fixed'), got {modes}.")
-    check_training(optimizer, lr, epochs, batch_size, n_repeats)
     if int(records_per_epoch) < 1:
         raise ValueError(f"records_per_epoch must be >= 1, got {records_per_epoch}.")
     check_train_val(model, X, y, X_val, y_val)
     D = ParamLayout(model).D
     r_ref = reference_radius(model, reference)
-    rng = check_random_state(random_state)
+    rng = check_random_state(hooks.random_state)
     seeds = rng.integers(0, MAX_SEED, size=(int(n_repeats), 2))
-    n_steps = math.ceil(len(X) / (len(X) if optimizer == "gd" else min(batch_size, len(X))))
+    n_steps = math.ceil(len(X) / (len(X) if training.optimizer == "gd"
+                                  else min(training.batch_size, len(X))))
     every = max(1, n_steps // int(records_per_epoch))
     plan = [(r, i, m) for r in range(int(n_repeats)) for i in range(len(radii)) for m in modes]
     uid = "{}/{}/{}".format
-    units = Units([uid(*p) for p in plan], done, on_result, progress, desc="trajectory",
-                  columns=TRAJECTORY_COLUMNS)
+    units = units_of(hooks, [uid(*p) for p in plan], "trajectory", TRAJECTORY_COLUMNS)
     for rep, i, mode in plan:
         if not units.pending(uid(rep, i, mode)):
             continue
         net = point_at(model, reference, int(seeds[rep, 0]), ratio=float(radii[i]),
                        reference=reference)
-        hist = train(net, X, y, X_val, y_val, optimizer=optimizer, lr=lr, epochs=epochs,
-                     batch_size=batch_size, fixed_radius=mode == "fixed", record_every=every,
-                     random_state=int(seeds[rep, 1]), dtype=dtype, device=device)
+        hist = training.fit(net, X, y, X_val, y_val, random_state=int(seeds[rep, 1]),
+                            fixed_radius=mode == "fixed", record_every=every)
         meta = {"repeat": rep, "radius_index": i, "radius_ratio": float(radii[i]),
-                "reference_radius": r_ref, "mode": mode, "D": D, "optimizer": optimizer,
-                "lr": lr}
+                "reference_radius": r_ref, "mode": mode, "D": D,
+                "optimizer": training.optimizer, "lr": training.lr}
         rows = [{**meta, **{k: v for k, v in h.items() if k in TRAJECTORY_COLUMNS},
                  "radius_over_ref": h["radius"] / r_ref} for h in hist.to_dict("records")]
         units.finish(uid(rep, i, mode), rows)

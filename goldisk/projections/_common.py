@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from ._base import _caller_level
+from ._base import Projection, _caller_level
 
 __all__ = ["_CSRMatrix", "_FixedLinear", "_cache_valid", "_fast_path_ok", "_note_uncached",
            "_to_csr", "_version"]
@@ -179,6 +179,28 @@ class _FixedLinear(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_t, _proj_t, _transposed_t):
         return ctx.proj._linear(x_t, ctx.transposed)
+
+
+class _FixedMap(Projection):
+    """A fixed map with two code paths: on plain 1-D/2-D tensors the autograd Function
+    :class:`_FixedLinear` through the subclass's fast kernels (``_fast_product``; its
+    backward is the adjoint map, nothing large is saved), under ``torch.func`` transforms
+    the subclass's functional ops (``_functional``), differentiated by the transforms."""
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        """Return ``P @ theta``: shape ``(..., d)`` -> ``(..., D)``."""
+        self._check_input(theta, self.d, "theta")
+        return self._linear(theta, transposed=False)
+
+    def transpose(self, v: torch.Tensor) -> torch.Tensor:
+        """Return ``P^T @ v`` (the exact adjoint of ``forward``): ``(..., D)`` -> ``(..., d)``."""
+        self._check_input(v, self.D, "v")
+        return self._linear(v, transposed=True)
+
+    def _linear(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
+        if _fast_path_ok(x):
+            return _FixedLinear.apply(x, self, transposed)
+        return self._functional(x, transposed)
 
 
 #: public name: the contraction engine builds its CSR blocks with it

@@ -5,15 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._base import Projection, _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
-from ._common import (
-    _cache_valid,
-    _CSRMatrix,
-    _fast_path_ok,
-    _FixedLinear,
-    _note_uncached,
-    _version,
-)
+from ._base import _check_D, _check_d, _check_dtype, _check_metric, as_torch_generator
+from ._common import _cache_valid, _CSRMatrix, _FixedMap, _note_uncached, _version
 
 #: The Walsh-Hadamard transform is applied as a Kronecker product of ``2**_BLOCK_LOG2``-sized
 #: Sylvester blocks (one small matmul per factor), which is several times faster on CPU than
@@ -66,7 +59,7 @@ def fwht(x: torch.Tensor, H_block: torch.Tensor) -> torch.Tensor:
     return x.reshape(*batch, n)
 
 
-class FastfoodProjection(Projection):
+class FastfoodProjection(_FixedMap):
     """Fastfood projection ``P = diag(metric) C_D H G Pi H B E_d diag(inv_norms)``.
 
     ``L`` is the smallest power of two ``>= D`` (hence ``>= d``); ``E_d`` zero-pads ``theta`` to
@@ -95,14 +88,11 @@ class FastfoodProjection(Projection):
 
     Parameters
     ----------
-    D, d : int
-        ``D >= 1`` and ``1 <= d <= D``.
-    generator : None, int, numpy or torch generator, optional
-        Source of randomness, see :func:`goldisk.projections.make_projection`.
+    D, d, generator, dtype
+        As :class:`DenseProjection`.
     metric : array-like of shape (D,), optional
         Positive row scales; the normalisation uses the norms of the columns of
         ``diag(metric) C_D H G Pi H B E_d``.
-    dtype : torch.dtype, default torch.float64
     device : torch.device or str, optional
         Where the projection lives. The random buffers are always drawn on the CPU (the same
         seed gives the same ``B``, ``Pi``, ``G`` on every device); the exact column norms,
@@ -157,23 +147,9 @@ class FastfoodProjection(Projection):
     def _work_len(self) -> int:
         return self.L
 
-    def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        """Return ``P @ theta``: shape ``(..., d)`` -> ``(..., D)``."""
-        self._check_input(theta, self.d, "theta")
-        return self._linear(theta, transposed=False)
-
-    def transpose(self, v: torch.Tensor) -> torch.Tensor:
-        """Return ``P^T @ v`` (the exact adjoint of ``forward``): ``(..., D)`` -> ``(..., d)``."""
-        self._check_input(v, self.D, "v")
-        return self._linear(v, transposed=True)
-
     # ------------------------------------------------------------------ the two code paths
-    def _linear(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
-        """Plain 1-D/2-D tensors: an autograd Function whose backward is the adjoint map
-        (nothing of length ``L`` is saved). Under ``torch.func`` transforms: the same
-        functional ops, differentiated by the transforms."""
-        if _fast_path_ok(x):
-            return _FixedLinear.apply(x, self, transposed)
+    # (_FixedMap: the fast kernels on plain tensors, the functional ops under transforms)
+    def _functional(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
         return self._transpose(x, fast=False) if transposed else self._forward(x)
 
     def _fast_product(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:

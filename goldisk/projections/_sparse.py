@@ -8,14 +8,13 @@ import numbers
 import torch
 
 from ._base import (
-    Projection,
     _check_D,
     _check_d,
     _check_dtype,
     _check_metric,
     as_torch_generator,
 )
-from ._common import _cache_valid, _CSRMatrix, _fast_path_ok, _FixedLinear, _note_uncached, _version
+from ._common import _cache_valid, _CSRMatrix, _FixedMap, _note_uncached, _version
 
 
 def _check_density(density, D: int) -> float | None:
@@ -67,7 +66,7 @@ def _sample_positions(counts: torch.Tensor, D: int, g: torch.Generator):
     return rows[order], cols[order]
 
 
-class SparseProjection(Projection):
+class SparseProjection(_FixedMap):
     """Sparse random projection with unit-norm columns, stored in COO form.
 
     Column ``j`` has ``n_j`` non-zeros at distinct uniformly random rows, each equal to
@@ -90,22 +89,19 @@ class SparseProjection(Projection):
 
     Parameters
     ----------
-    D, d : int
-        ``D >= 1`` and ``1 <= d <= D``.
-    generator : None, int, numpy or torch generator, optional
-        Source of randomness, see :func:`goldisk.projections.make_projection`.
+    D, d, generator, dtype
+        As :class:`DenseProjection`.
     metric : array-like of shape (D,), optional
         Positive row scales, folded into ``vals``: ``diag(metric) P`` with columns renormalised.
     density : None, float or "li", optional
         See above.
-    dtype : torch.dtype, default torch.float64
 
     Examples
     --------
     >>> import torch
     >>> P = SparseProjection(100, 3, generator=0)
-    >>> P(torch.ones(3, dtype=torch.float64)).shape
-    torch.Size([100])
+    >>> 3 <= P.vals.numel() <= 3 * 10  # 1 to sqrt(D) = 10 non-zeros a column
+    True
     >>> torch.allclose(P.column_norms(), torch.ones(3, dtype=torch.float64))
     True
     """
@@ -142,23 +138,8 @@ class SparseProjection(Projection):
         self.register_buffer("cols", cols)
         self.register_buffer("vals", vals.to(dtype))
 
-    def forward(self, theta: torch.Tensor) -> torch.Tensor:
-        """Return ``P @ theta``: shape ``(..., d)`` -> ``(..., D)``."""
-        self._check_input(theta, self.d, "theta")
-        return self._linear(theta, transposed=False)
-
-    def transpose(self, v: torch.Tensor) -> torch.Tensor:
-        """Return ``P^T @ v``: shape ``(..., D)`` -> ``(..., d)``."""
-        self._check_input(v, self.D, "v")
-        return self._linear(v, transposed=True)
-
     # ------------------------------------------------------------------ the two code paths
-    def _linear(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
-        """``P x`` (or ``P^T x``): CSR product on plain tensors, gather/scatter otherwise."""
-        if _fast_path_ok(x):
-            return _FixedLinear.apply(x, self, transposed)
-        return self._gather_scatter(x, transposed)
-
+    # (_FixedMap: the CSR product on plain tensors, gather/scatter otherwise)
     def _fast_product(self, x: torch.Tensor, transposed: bool) -> torch.Tensor:
         return self._csr(transposed)(x)
 
@@ -174,6 +155,8 @@ class SparseProjection(Projection):
         src = x.index_select(-1, src_idx) * self.vals
         out = src.new_zeros(src.shape[:-1] + (n_out,))
         return out.scatter_add(-1, dst_idx.expand(src.shape), src)
+
+    _functional = _gather_scatter
 
     def _csr(self, transposed: bool) -> _CSRMatrix:
         """``P`` (``D x d``) or ``P^T`` in CSR form on the buffers' device and dtype.
