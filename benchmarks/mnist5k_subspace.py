@@ -17,6 +17,9 @@ rerun skips the parts already there):
   Li's 60,000 images would move the numbers.
 * epochs30: d = 100 and 1000 with 30 epochs (is it limited by the number of steps?).
 * lr3e-2: d = 100 and 1000 with the fixed lr 3e-2 of the earlier runs.
+* he: d = 300 and 1000 from a He-normal init at He's radius (Li's init).
+* r<ratio>-plane / r<ratio>-sphere: d = 300 and 1000 at r = 0.1, 3, 10 r_X (Fort Fig. 2),
+  one draw, the rule's lr at that radius (x r / r_X above r_X).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_subspace.py [part ...]
     PYTHONPATH=. python benchmarks/mnist5k_subspace.py plot  # docs/figures/mnist5k_subspace_train.png
@@ -50,15 +53,16 @@ COLS = ("kind", "dim", "radius_ratio", "projection", "lr", "val_acc", "best_val_
         "train_acc", "final_radius", "seconds")
 
 
-def rule_lr(model, d, projection="sparse"):
-    """The learning rate goldisk's default (lr=None) picks for Adam in this subspace."""
+def rule_lr(model, d, projection="sparse", radius=1.0):
+    """The learning rate goldisk's default (lr=None) picks for Adam in this subspace at
+    ``radius`` r / r_X (as ``GoldilocksClassifier`` passes its init radius)."""
     P = make_projection(projection, sum(p.numel() for p in model.parameters()), d,
                         random_state=0)
-    return subspace_lr(torch.optim.Adam, SubspaceModule(model, P))
+    return subspace_lr(torch.optim.Adam, SubspaceModule(model, P), radius)
 
 
 def run(dims, kind="hyperplane", projection="sparse", full=False, half=False, lr=None,
-        n_repeats=3, epochs=10):
+        n_repeats=3, epochs=10, radius=1.0, reference="xavier"):
     train, val = load_mnist5k().split(test_size=0.25, random_state=0)
     X, y = train.X, train.y
     if half:
@@ -66,9 +70,10 @@ def run(dims, kind="hyperplane", projection="sparse", full=False, half=False, lr
     model = make_model("mlp", 784, 10, hidden=(200, 200))
     rows, t0 = [], time.perf_counter()
     for i, d in enumerate(dims):
-        lr_d = rule_lr(model, d, projection) if lr is None else lr
-        df = subspace_train(model, X, y, val.X, val.y, radii=(1.0,), dims=(d,),
+        lr_d = rule_lr(model, d, projection, radius) if lr is None else lr
+        df = subspace_train(model, X, y, val.X, val.y, radii=(radius,), dims=(d,),
                             kinds=(kind,), n_repeats=n_repeats, projection=projection, lr=lr_d,
+                            reference=reference,
                             epochs=epochs,
                             full_space=full and i == 0, random_state=0, progress=False)
         rows += df[[c for c in COLS + ("repeat",) if c in df.columns]].to_dict(
@@ -98,6 +103,9 @@ PARTS = {
     "half": lambda: run((300, 1000), half=True),
     "epochs30": lambda: run((100, 1000), epochs=30),
     "lr3e-2": lambda: run((100, 1000), lr=3e-2),
+    "he": lambda: run((300, 1000), reference="he"),
+    **{f"r{r:g}-{k[5:]}": (lambda r=r, k=k: run((300, 1000), kind=k, radius=r, n_repeats=1))
+       for r in (0.1, 3.0, 10.0) for k in ("hyperplane", "hypersphere")},
 }
 
 
@@ -132,9 +140,40 @@ def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
     print(f"wrote {path}")
 
 
+def summary():
+    """Mean (min-max) accuracy per part and d, and d_int (absolute 0.9 and 0.9 x full)."""
+    import pandas as pd
+
+    from goldisk.experiments import intrinsic_dimension
+
+    out = json.loads(PATH.read_text())
+    full = None
+    for name in PARTS:
+        if name not in out:
+            continue
+        df = pd.DataFrame(out[name]["rows"])
+        if (df["kind"] == "full").any():
+            full = df[df["kind"] == "full"]
+        g = df[df["kind"] != "full"].groupby("dim")["val_acc"]
+        print(name, out[name].get("n_train"), "images,", out[name].get("epochs"), "epochs:",
+              "; ".join(f"{d}: {m:.3f} ({lo:.3f}-{hi:.3f}) lr {lr:.3g}" for d, m, lo, hi, lr
+                        in zip(g.mean().index, g.mean(), g.min(), g.max(),
+                               df[df["kind"] != "full"].groupby("dim")["lr"].first(),
+                               strict=True)))
+    if full is not None:
+        print("full space:", full["val_acc"].round(4).tolist())
+        for kinds in (("plane", "beyond"), ("sphere",)):
+            df = pd.concat([full] + [pd.DataFrame(out[k]["rows"]) for k in kinds if k in out])
+            for rel in (False, True):
+                print(kinds, intrinsic_dimension(df, relative=rel)[
+                    ["kind", "relative", "level", "d_int"]].to_string(index=False))
+
+
 def main(names):
     if names == ["plot"]:
         return plot()
+    if names == ["summary"]:
+        return summary()
     torch.set_num_threads(1)
     out = json.loads(PATH.read_text()) if PATH.exists() else {}
     out["environment"] = environment("cpu")
