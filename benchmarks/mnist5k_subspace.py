@@ -1,9 +1,10 @@
-"""Li et al. and Fort Fig. 2 on real MNIST (mnist5k): subspace training up to d = 1,000.
+"""Li et al. and Fort Fig. 2 on real MNIST (mnist5k): subspace training up to d = 3,000.
 
 Fort's net 784-200-200-10 (D = 199,210) at r_X (Xavier), Adam on theta with goldisk's
 default learning-rate rule (``lr=None``: ``goldisk.estimators._lr.subspace_lr``, i.e.
 ``max(1e-3, 30 / d)`` for Adam), 10 epochs, batch 64, the 3,750-image training split,
-validation accuracy on the other 1,250. One draw (init direction and projection) per d.
+validation accuracy on the other 1,250. 3 draws (init direction and projection) per d
+unless said (draw k uses the same init direction in every part).
 
 Parts (each saved to benchmarks/results/mnist5k_subspace_cpu.json as it finishes, a
 rerun skips the parts already there):
@@ -12,7 +13,8 @@ rerun skips the parts already there):
   full-space baseline (Adam 1e-3) from the same point.
 * beyond: hyperplanes at d = 1500 / 2000 / 3000 (where does accuracy reach 0.9?).
 * sphere: hyperspheres of radius |w0| on the same grid up to 1000.
-* dense: d = 100 and 300 with the dense orthonormal projection (is the projection a cause?).
+* dense: d = 100 and 300 with the dense orthonormal projection, one draw (is the
+  projection a cause?).
 * half: d = 300 and 1000 with half the training images (1,875): the direction in which
   Li's 60,000 images would move the numbers.
 * epochs30: d = 100 and 1000 with 30 epochs (is it limited by the number of steps?).
@@ -22,7 +24,8 @@ rerun skips the parts already there):
   one draw, the rule's lr at that radius (x r / r_X above r_X).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_subspace.py [part ...]
-    PYTHONPATH=. python benchmarks/mnist5k_subspace.py plot  # docs/figures/mnist5k_subspace_train.png
+    PYTHONPATH=. python benchmarks/mnist5k_subspace.py plot     # the figure
+    PYTHONPATH=. python benchmarks/mnist5k_subspace.py summary  # means and d_int
 """
 
 from __future__ import annotations
