@@ -17,7 +17,8 @@ given), times them, and multiplies by the number of units the default run has:
 The per-part estimates and the measured seconds go to
 benchmarks/results/mnist5k_reproduce_time_cpu.json (saved after every part).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_reproduce_time.py [--hidden 200,200]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/mnist5k_reproduce_time.py \
+        [--hidden 200,200] [--skip subspace-train,...]
 """
 
 from __future__ import annotations
@@ -65,16 +66,20 @@ def parts(Xt, yt, Xv, yv, hidden):
 
 
 def main(argv):
-    hidden = (32, 32)
-    if argv[:1] == ["--hidden"]:
-        hidden = tuple(int(h) for h in argv[1].split(","))
+    hidden, skip = (32, 32), set()
+    while argv:
+        flag, value, argv = argv[0], argv[1], argv[2:]
+        if flag == "--hidden":
+            hidden = tuple(int(h) for h in value.split(","))
+        elif flag == "--skip":
+            skip = set(value.split(","))
     torch.set_num_threads(1)
     path = RESULTS_DIR / f"mnist5k_reproduce_time_{'x'.join(map(str, hidden))}_cpu.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     out.update({"environment": environment("cpu"), "hidden": list(hidden)})
     train, val = load_mnist5k().split(test_size=0.25, random_state=0)
     for name, (factor, fn) in parts(train.X, train.y, val.X, val.y, hidden).items():
-        if name in out.get("parts", {}):
+        if name in out.get("parts", {}) or name in skip:
             continue
         t0 = time.perf_counter()
         fn()
