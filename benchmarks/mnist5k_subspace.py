@@ -128,7 +128,8 @@ def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(list(LI), list(LI.values()), "k*--", label="Li et al. (60,000 images)")
     for name, style in (("plane", "o-"), ("beyond", "o-"), ("sphere", "s-"),
-                        ("dense", "^"), ("half", "v"), ("epochs30", "D"), ("lr3e-2", "x")):
+                        ("dense", "^"), ("half", "v"), ("quarter", "<"), ("epochs30", "D"),
+                        ("lr3e-2", "x")):
         part = out.get(name) or out.get(name + "-partial")
         if not part:
             continue
