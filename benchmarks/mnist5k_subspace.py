@@ -133,8 +133,15 @@ def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
         part = out.get(name) or out.get(name + "-partial")
         if not part:
             continue
-        rows = [r for r in part["rows"] if r["kind"] != "full"]
-        ax.plot([r["dim"] for r in rows], [r["val_acc"] for r in rows], style, label=name)
+        by_d = {}
+        for r in part["rows"]:
+            if r["kind"] != "full":
+                by_d.setdefault(r["dim"], []).append(r["val_acc"])
+        ds = sorted(by_d)
+        (line,) = ax.plot(ds, [sum(by_d[d]) / len(by_d[d]) for d in ds], style,
+                          label=f"{name} (mean)")
+        for d in ds:  # every draw, faint
+            ax.plot([d] * len(by_d[d]), by_d[d], ".", color=line.get_color(), alpha=0.4)
         full = [r["val_acc"] for r in part["rows"] if r["kind"] == "full"]
         if full:
             ax.axhline(sum(full) / len(full), color="gray", lw=0.8, label="full space")
@@ -142,7 +149,8 @@ def plot(path=Path(__file__).resolve().parent.parent / "docs" / "figures"
     ax.set_xscale("log")
     ax.set_xlabel("subspace dimension d")
     ax.set_ylabel("validation accuracy (10 epochs)")
-    ax.set_title("mnist5k, 784-200-200-10 at r_X, Adam lr = goldisk's rule", fontsize=9)
+    ax.set_title("mnist5k, 784-200-200-10 at r_X, Adam lr = goldisk's rule; dots: draws",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
