@@ -96,6 +96,25 @@ def test_probe_equals_engine_and_brute_force():
                 assert table.loc[i, key] == pytest.approx(ref[key], rel=1e-8, abs=1e-12)
 
 
+def test_probe_on_the_users_own_matrix_is_that_subspace():
+    """A D x d matrix as ``projection``: the one subspace measured, columns as given (not
+    normalized), against M^T H M from the brute-force full Hessian."""
+    X, y = tiny_data()
+    net = GoldilocksClassifier(MLP, module__hidden=(4,), dtype="float64", max_epochs=0,
+                               random_state=0).fit(X, y)
+    D = ParamLayout(net.module_).D
+    M = np.random.default_rng(5).normal(size=(D, 3)) * 2.0  # columns of norm ~ 2 sqrt(D)
+    table = CurvatureProbe(projection=M, max_samples=None).measure(net, X, y)
+    H = brute_force_hessian(net.module_, torch.as_tensor(X), torch.as_tensor(y))
+    Mt = torch.as_tensor(M)
+    ref = hessian_statistics(Mt.T @ H @ Mt)
+    assert len(table) == 1 and table.loc[0, "dim"] == 3
+    for key, value in ref.items():
+        assert table.loc[0, key] == pytest.approx(value, rel=1e-8, abs=1e-12)
+    with pytest.raises(ValueError, match=r"projection has shape \(.*\)"):
+        CurvatureProbe(projection=M[:-1]).measure(net, X, y)
+
+
 def test_full_space_probe_is_exact():
     X, y = tiny_data()
     net = GoldilocksClassifier(MLP, module__hidden=(4,), dtype="float64", max_epochs=0,

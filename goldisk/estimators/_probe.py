@@ -24,7 +24,7 @@ from .._validation import (
     is_int,
 )
 from ..curvature import MAX_FULL_D, hessian_statistics, model_state, subspace_hessian
-from ..projections import make_projection
+from ..projections import as_projection, make_projection
 from ._init_scaler import DTYPES, check_dtype, not_a_step
 from ._subspace_projector import _check_dim
 
@@ -55,7 +55,12 @@ class CurvatureProbe(BaseEstimator):
     n_subspaces : int, default=3
         Random subspaces per measurement (rows of :meth:`measure`).
     kind : {"hyperplane", "hypersphere"}, default="hyperplane"
-    projection : {"auto", "dense", "sparse", "sparse-li", "fastfood"}, default="auto"
+    projection : str, D x d tensor or array, or Projection, default="auto"
+        A kind (``"auto"``, ``"dense"``, ``"sparse"``, ``"sparse-li"``, ``"fastfood"``) draws ``n_subspaces`` random subspaces of dimension ``dim``. The user's own
+        matrix (columns used as given, not normalized: see
+        :func:`goldisk.projections.as_projection`) is the one subspace measured, so that
+        results can be compared with other code on the same subspace; ``dim`` and
+        ``n_subspaces`` are then not used.
     max_samples : int or None, default=1000
         Random subset of ``(X, y)`` used (``None``: all samples).
     batch_size : int, default=512
@@ -109,9 +114,18 @@ class CurvatureProbe(BaseEstimator):
 
     transform = fit
 
+    def _users_subspace(self) -> bool:
+        """``projection`` is the user's own ``D x d`` matrix (or Projection), not a kind."""
+        return not isinstance(self.projection, str)
+
     def _validate(self, D=None) -> None:
-        _check_dim(self.dim, "dim", D)
-        if self.dim is None and D is not None and D > MAX_FULL_D:
+        if self._users_subspace():  # that one subspace: dim and n_subspaces do not apply
+            if D is not None:
+                as_projection(self.projection, D, "projection")
+        else:
+            _check_dim(self.dim, "dim", D)
+        if self.dim is None and D is not None and D > MAX_FULL_D \
+                and not self._users_subspace():
             raise ValueError(f"dim=None asks for the full {D} x {D} Hessian, only supported "
                              f"for D <= {MAX_FULL_D}; pass dim=50 (a random subspace).")
         for name, lo in (("n_subspaces", 1), ("batch_size", 1), ("max_samples", 1)):
@@ -121,7 +135,8 @@ class CurvatureProbe(BaseEstimator):
             if not is_int(v) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}.")
         check_choice(self.kind, KINDS, "kind")
-        check_choice(self.projection, SUBSPACE_PROJECTIONS, "projection")
+        if not self._users_subspace():
+            check_choice(self.projection, SUBSPACE_PROJECTIONS, "projection")
         check_choice(self.statistic, SCORES, "statistic")
         check_choice(self.loss, LOSSES, "loss")
         check_dtype(self.dtype)
@@ -136,6 +151,8 @@ class CurvatureProbe(BaseEstimator):
         """The projections :meth:`measure` uses for a model with ``D`` parameters
         (``[None]`` for ``dim=None``); identical across calls for an int ``random_state``."""
         self._validate(D)
+        if self._users_subspace():
+            return [as_projection(self.projection, D, "projection")]
         if self.dim is None:
             return [None]
         rng = np.random.default_rng(self._seed_sequence().spawn(1)[0])
