@@ -56,7 +56,8 @@ class CurvatureProbe(BaseEstimator):
         Random subspaces per measurement (rows of :meth:`measure`).
     kind : {"hyperplane", "hypersphere"}, default="hyperplane"
     projection : str, D x d tensor or array, or Projection, default="auto"
-        A kind (``"auto"``, ``"dense"``, ``"sparse"``, ``"sparse-li"``, ``"fastfood"``) draws ``n_subspaces`` random subspaces of dimension ``dim``. The user's own
+        A kind (``"auto"``, ``"dense"``, ``"sparse"``, ``"sparse-li"``, ``"fastfood"``)
+        draws ``n_subspaces`` random subspaces of dimension ``dim``. The user's own
         matrix (columns used as given, not normalized: see
         :func:`goldisk.projections.as_projection`) is the one subspace measured, so that
         results can be compared with other code on the same subspace; ``dim`` and
