@@ -91,16 +91,16 @@ def test_c02_resume_recomputes_a_damaged_row_that_kept_its_field_count(tmp_path)
     _damage_and_resume(out, lambda ls: ls, full)
 
 
-TINY = ["--dataset", "circles", "--max-samples", "60", "--hidden", "4", "--no-progress",
+CIRCLES = ["--dataset", "circles", "--max-samples", "60", "--hidden", "4", "--no-progress",
         "--radii", "1", "--dims", "2"]
 
 
 def test_resume_adds_the_legs_seconds(tmp_path):
     out = tmp_path / "s"
-    assert main(["sweep", *TINY, "--out", str(out)]) == 0
+    assert main(["sweep", *CIRCLES, "--out", str(out)]) == 0
     first = json.loads((out / "config.json").read_text())
     assert first["seconds_total"] == first["seconds"] > 0
-    assert main(["sweep", *TINY, "--out", str(out), "--resume"]) == 0
+    assert main(["sweep", *CIRCLES, "--out", str(out), "--resume"]) == 0
     second = json.loads((out / "config.json").read_text())
     # "seconds" is the last leg, "seconds_total" all legs together
     assert second["seconds_total"] == first["seconds_total"] + second["seconds"]
