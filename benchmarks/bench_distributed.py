@@ -182,7 +182,7 @@ def compare(df: pd.DataFrame, ref: pd.DataFrame) -> dict:
         pd.testing.assert_frame_equal(a, b, check_exact=True)
         same = "identical"
     except AssertionError:
-        try:  # the tolerance of tests/test_distributed.py
+        try:  # the tolerance of tests/test_sweep_distributed.py
             pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-13)
             same = "<= 1e-9 rel"
         except AssertionError:

@@ -1,6 +1,8 @@
-"""Kill a real `goldisk sweep` process with SIGKILL mid-run, resume it, and get exactly the
-rows of an uninterrupted run: none missing, none twice."""
+"""`goldisk sweep` (goldisk/cli/_sweep.py): kill a real process with SIGKILL mid-run, resume
+it, and get exactly the rows of an uninterrupted run (none missing, none twice); a resume
+keeps the total time of every leg in config.json."""
 
+import json
 import os
 import signal
 import subprocess
@@ -87,3 +89,18 @@ def test_c02_resume_recomputes_a_damaged_row_that_kept_its_field_count(tmp_path)
     check = out / "sweep.csv.check"
     check.write_text("".join(check.read_text().splitlines(keepends=True)[:-1]))
     _damage_and_resume(out, lambda ls: ls, full)
+
+
+CIRCLES = ["--dataset", "circles", "--max-samples", "60", "--hidden", "4", "--no-progress",
+        "--radii", "1", "--dims", "2"]
+
+
+def test_resume_adds_the_legs_seconds(tmp_path):
+    out = tmp_path / "s"
+    assert main(["sweep", *CIRCLES, "--out", str(out)]) == 0
+    first = json.loads((out / "config.json").read_text())
+    assert first["seconds_total"] == first["seconds"] > 0
+    assert main(["sweep", *CIRCLES, "--out", str(out), "--resume"]) == 0
+    second = json.loads((out / "config.json").read_text())
+    # "seconds" is the last leg, "seconds_total" all legs together
+    assert second["seconds_total"] == first["seconds_total"] + second["seconds"]

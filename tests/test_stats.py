@@ -1,4 +1,4 @@
-"""Curvature statistics and model-state quantities against direct numpy computations."""
+"""Curvature statistics (goldisk/curvature/_stats.py) against direct numpy computations."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from goldisk.curvature import hessian_statistics, model_state
+from goldisk.curvature import hessian_statistics
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
@@ -56,31 +56,6 @@ def test_zero_matrix_gives_nan_ratio_with_warning():
 def test_prefix():
     assert set(hessian_statistics(torch.eye(2), "g_")) == {
         "g_trace", "g_frobenius", "g_trace_ratio", "g_frac_positive", "g_eig_min", "g_eig_max"}
-
-
-def test_model_state_against_manual():
-    gen = torch.Generator().manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
-    X = torch.randn(50, 4, generator=gen)
-    y = torch.randint(0, 3, (50,), generator=gen)
-    s = model_state(net, X, y, batch_size=16)
-    z = net.double()(X.double()).detach()
-    p = torch.softmax(z, -1)
-    onehot = torch.nn.functional.one_hot(y, 3).double()
-    assert s["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(z, y)), rel=1e-12)
-    assert s["accuracy"] == pytest.approx(float((z.argmax(1) == y).double().mean()))
-    assert s["confidence"] == pytest.approx(float(p.max(1).values.mean()), rel=1e-12)
-    assert s["entropy"] == pytest.approx(float(-(p * p.log()).sum(1).mean()), rel=1e-12)
-    assert s["logit_grad_norm"] == pytest.approx(float((p - onehot).norm(dim=1).mean()), rel=1e-12)
-    assert s["zero_logit_frac"] == pytest.approx(float((z == 0).double().mean()))
-
-
-def test_model_state_saturated_logits_are_finite():
-    net = torch.nn.Linear(2, 3)
-    with torch.no_grad():
-        net.weight.mul_(1e6)
-    s = model_state(net, torch.randn(20, 2), torch.arange(20) % 3)
-    assert all(math.isfinite(v) for v in s.values())
 
 
 def test_batch_statistics_of_a_mixed_stack_match_numpy_row_by_row():
