@@ -20,7 +20,8 @@ from .._subspace import SubspaceModule
 from .._validation import check_device, is_int
 from . import _fit_checks as fc
 from ._auto_lr import optimizer_kwargs, resolve_auto_lr
-from ._init_scaler import DTYPES, InitScaler, check_dtype
+from ._constraints import DTYPES, check_dtype
+from ._init_scaler import InitScaler
 from ._lr import subspace_lr
 from ._net_data import _DataMixin
 from ._subspace_projector import SubspaceProjector
