@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from goldisk import CurvatureProbe, GoldilocksClassifier, GoldilocksSelector, InitScaler
-from goldisk import SubspaceProjector
+from goldisk import (
+    CurvatureProbe,
+    GoldilocksClassifier,
+    GoldilocksSelector,
+    InitScaler,
+    SubspaceProjector,
+)
 from goldisk.estimators import _constraints as C
 from goldisk.models import MLP
 

@@ -12,9 +12,14 @@ from goldisk.projections import (
     FastfoodProjection,
     IdentityProjection,
     SparseProjection,
+    _base,
+    _dense,
+    _factory,
+    _fastfood,
+    _identity,
+    _sparse,
     make_projection,
 )
-from goldisk.projections import _base, _dense, _factory, _fastfood, _identity, _sparse
 
 CHECKS = ("_check_D", "_check_d", "_check_dtype", "_check_metric")
 MODULES = (_factory, _dense, _sparse, _fastfood, _identity)
