@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -11,7 +13,7 @@ import torch
 from ._validation import is_int
 
 __all__ = ["check_random_state", "torch_generator", "draw_seed", "fork_global_rng", "MAX_SEED",
-           "MAX_TABLE_SEED"]
+           "MAX_TABLE_SEED", "SeedBundle"]
 
 #: Seeds are drawn from ``[0, MAX_SEED)``: 62 bits fit every generator goldisk seeds (numpy's
 #: and torch's take up to 64 bits) and stay positive in a signed 64-bit column of a table.
@@ -60,6 +62,49 @@ def check_random_state(random_state) -> np.random.Generator:
 def draw_seed(random_state) -> int:
     """Draw one 63-bit integer seed from ``random_state`` (see :func:`check_random_state`)."""
     return int(check_random_state(random_state).integers(0, MAX_SEED))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SeedBundle(Mapping):
+    """The named seeds a net draws once from its ``random_state`` (at ``initialize``) and
+    hands down unchanged: ``module`` (building the module), ``init`` (the init scaler's
+    redraw), ``subspace`` (the projection ``P``), ``train`` (batches, dropout, ``lr="auto"``).
+
+    Read by name (``seeds.init``) or as the mapping it always was (``seeds["init"]``,
+    ``dict(seeds)``, equal to a dict with the same items).
+
+    Examples
+    --------
+    >>> a, b = SeedBundle.draw(0), SeedBundle.draw(0)
+    >>> a == b, list(a), a.init == a["init"]
+    (True, ['module', 'init', 'subspace', 'train'], True)
+    """
+
+    module: int
+    init: int
+    subspace: int
+    train: int
+
+    @classmethod
+    def draw(cls, random_state) -> SeedBundle:
+        """One seed per field, in field order, each in ``[0, MAX_SEED)``, from one generator
+        (:func:`check_random_state`)."""
+        rng = check_random_state(random_state)
+        return cls(*(int(rng.integers(0, MAX_SEED)) for _ in dataclasses.fields(cls)))
+
+    def __getitem__(self, key):
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return (f.name for f in dataclasses.fields(self))
+
+    def __len__(self) -> int:
+        return len(dataclasses.fields(self))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.items()))
 
 
 def torch_generator(random_state, device="cpu") -> torch.Generator:

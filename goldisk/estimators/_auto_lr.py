@@ -60,7 +60,7 @@ def resolve_auto_lr(net, X, y) -> None:
         module = LogProbabilities(module)
     if name == "adam":
         kw["grad_batch_size"] = net.batch_size if net.batch_size > 0 else None
-    suggestion = suggest_lr(module, X, y, name, loss=loss, random_state=net.init_seeds_["train"],
+    suggestion = suggest_lr(module, X, y, name, loss=loss, random_state=net.init_seeds_.train,
                             **kw)
     net.lr_suggestion_ = suggestion
     net.lr_ = float(suggestion.lr)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from sklearn.base import BaseEstimator
 from torch import nn
 
@@ -17,8 +14,8 @@ from .._radius import (
     reference_radius,
     rescale_trusted,
 )
-from .._validation import FLOAT_DTYPES, check_choice
 from ..models import init_weights_
+from ._constraints import OneOf, PositiveReal, Satisfies, validate_params
 
 __all__ = ["InitScaler"]
 
@@ -27,12 +24,14 @@ MODES = ("global", "per_layer")
 
 
 def _check_positive(value, name: str, example: str) -> float:
-    msg = f"{name} must be a finite number > 0, got {value!r}; e.g. {name}={example}."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(msg)
-    if not math.isfinite(float(value)) or value <= 0:
-        raise ValueError(msg)
+    """A finite number > 0 (radius, temperature): the one check of the radius on its way
+    from a grid-search key to the weights (``tests/test_init_scaler.py`` counts it)."""
+    PositiveReal(example).check(value, name)
     return float(value)
+
+
+def _positive(value, name: str, **context) -> None:
+    _check_positive(value, name, "1.0")
 
 
 def not_a_step(obj, param: str | None, key: str) -> TypeError:
@@ -54,18 +53,6 @@ def not_a_step(obj, param: str | None, key: str) -> TypeError:
         f"{name} is a parameter object, not a Pipeline step or transformer (like the kernel "
         f"in GaussianProcessClassifier(kernel=RBF()), grid key kernel__length_scale): {where}."
     )
-
-
-#: The estimators' ``dtype`` values; ``torch.float32``/``torch.float64`` are accepted too.
-DTYPES = FLOAT_DTYPES
-
-
-def check_dtype(value, name: str = "dtype") -> str:
-    """``"float32"`` or ``"float64"`` from that string or the torch dtype."""
-    for key, dt in DTYPES.items():
-        if value is dt:
-            return key
-    return check_choice(value, tuple(DTYPES), name)
 
 
 class InitScaler(BaseEstimator):
@@ -123,6 +110,14 @@ class InitScaler(BaseEstimator):
     2.0
     """
 
+    _parameter_constraints = {
+        "radius": Satisfies(_positive),
+        "reference": OneOf(REFERENCES),
+        "mode": OneOf(MODES),
+        "temperature": Satisfies(_positive),
+        "init": OneOf(INITS),
+    }
+
     def __init__(self, radius=1.0, reference="xavier", mode="global", temperature=1.0,
                  init="reference"):
         self.radius = radius
@@ -140,11 +135,7 @@ class InitScaler(BaseEstimator):
 
     def _validate(self, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
-        _check_positive(self.radius, prefix + "radius", "1.0")
-        check_choice(self.reference, REFERENCES, prefix + "reference")
-        check_choice(self.mode, MODES, prefix + "mode")
-        _check_positive(self.temperature, prefix + "temperature", "1.0")
-        check_choice(self.init, INITS, prefix + "init")
+        validate_params(self, prefix)
 
     def _scheme(self) -> str | None:
         """The init scheme to redraw with, or None to keep the module's init."""

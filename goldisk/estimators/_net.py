@@ -15,12 +15,13 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._flat import ParamLayout
-from .._rng import MAX_SEED, check_random_state, fork_global_rng, torch_generator
+from .._rng import MAX_SEED, SeedBundle, fork_global_rng, torch_generator
 from .._subspace import SubspaceModule
 from .._validation import check_device, is_int
 from . import _fit_checks as fc
 from ._auto_lr import optimizer_kwargs, resolve_auto_lr
-from ._init_scaler import DTYPES, InitScaler, check_dtype
+from ._constraints import DTYPES, check_dtype
+from ._init_scaler import InitScaler
 from ._lr import subspace_lr
 from ._net_data import _DataMixin
 from ._subspace_projector import SubspaceProjector
@@ -117,14 +118,11 @@ class _GoldilocksNet(_DataMixin):
     def initialize(self):
         """Validate the goldisk parameters, draw the seeds, then skorch's ``initialize``."""
         self._check_goldisk_params()
-        try:
-            rng = check_random_state(self.random_state)
+        try:  # random_state resolved here only; the bundle flows down unchanged
+            self.init_seeds_ = SeedBundle.draw(self.random_state)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid random_state: {exc}") from exc
-        self.init_seeds_ = {
-            k: int(rng.integers(0, MAX_SEED)) for k in ("module", "init", "subspace", "train")
-        }
-        self.train_rng_ = np.random.default_rng(self.init_seeds_["train"])
+        self.train_rng_ = np.random.default_rng(self.init_seeds_.train)
         self._params_checked = True  # initialize_module below trusts them: checked once
         try:
             return super().initialize()
@@ -216,10 +214,12 @@ class _GoldilocksNet(_DataMixin):
         seeds = getattr(self, "init_seeds_", None)
         if seeds is None:
             raise ValueError("call initialize() (or fit) before initialize_module().")
+        if not isinstance(seeds, SeedBundle):  # a dict, as init_seeds_ was before
+            seeds = SeedBundle(**dict(seeds))
         if not getattr(self, "_params_checked", False):  # (set_params' re-initialization)
             self._check_goldisk_params()
         kwargs = self._module_kwargs()
-        with fork_global_rng(seeds["module"]):
+        with fork_global_rng(seeds.module):
             try:
                 module = self.initialized_instance(self.module, kwargs)
             except TypeError as exc:
@@ -253,11 +253,11 @@ class _GoldilocksNet(_DataMixin):
             )
         dtype = DTYPES[check_dtype(self.dtype)]
         if self.init_scaler is not None:
-            module = fc._apply_scaler(self.init_scaler, module, dtype, seeds["init"])
+            module = fc._apply_scaler(self.init_scaler, module, dtype, seeds.init)
         module = module.to(dtype)
         if self.subspace is not None:
             self.subspace._validate(ParamLayout(module).D, prefix="subspace__")
-            module = self.subspace.build(module, generator=torch_generator(seeds["subspace"]))
+            module = self.subspace.build(module, generator=torch_generator(seeds.subspace))
         self.module_ = module
         return self
 

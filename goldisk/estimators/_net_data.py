@@ -15,7 +15,7 @@ from torch import nn
 from .._checks import check_uniform_labels, native_array
 from .._rng import MAX_SEED
 from . import _fit_checks as fc
-from ._init_scaler import DTYPES, check_dtype
+from ._constraints import DTYPES, check_dtype
 
 __all__ = ["_DataMixin"]
 

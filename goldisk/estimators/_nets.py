@@ -85,8 +85,9 @@ class GoldilocksClassifier(_GoldilocksNet, NeuralNetClassifier):
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     history : skorch.History
-    init_seeds_ : dict
-        The seeds drawn from ``random_state`` at the last ``initialize``.
+    init_seeds_ : goldisk._rng.SeedBundle
+        The seeds drawn from ``random_state`` at the last ``initialize`` (a frozen mapping
+        ``{"module", "init", "subspace", "train"}``, read as a dict or by attribute).
 
     Examples
     --------

@@ -17,7 +17,6 @@ from .._rng import MAX_SEED, draw_seed
 from .._subspace import KINDS
 from .._validation import (
     TRANSFORMS_LOCK,
-    check_choice,
     check_data,
     check_model,
     check_outputs,
@@ -25,8 +24,18 @@ from .._validation import (
 )
 from ..curvature import MAX_FULL_D, hessian_statistics, model_state, subspace_hessian
 from ..projections import as_projection, make_projection
-from ._init_scaler import DTYPES, check_dtype, not_a_step
-from ._subspace_projector import _check_dim
+from ._constraints import (
+    DTYPES,
+    NO_VALIDATION,
+    Dim,
+    DType,
+    Flag,
+    IntRange,
+    OneOf,
+    check_dtype,
+    validate_params,
+)
+from ._init_scaler import not_a_step
 
 __all__ = ["CurvatureProbe"]
 
@@ -93,6 +102,21 @@ class CurvatureProbe(BaseEstimator):
     (2, True)
     """
 
+    _parameter_constraints = {
+        "dim": Dim(),  # (not for the user's own subspace, where it does not apply)
+        "n_subspaces": IntRange(1),
+        "batch_size": IntRange(1),
+        "max_samples": IntRange(1, allow_none=True),
+        "kind": OneOf(KINDS),
+        "projection": NO_VALIDATION,  # a kind or the user's own D x d matrix
+        "statistic": OneOf(SCORES),
+        "loss": OneOf(LOSSES),
+        "dtype": DType(),
+        "gauss_newton": Flag(strict=False),
+        "sharpness": Flag(strict=False),
+        "random_state": NO_VALIDATION,  # resolved by _seed_sequence
+    }
+
     def __init__(self, dim=50, n_subspaces=3, kind="hyperplane", projection="auto",
                  max_samples=1000, batch_size=512, gauss_newton=True, statistic="trace_ratio",
                  loss="auto", dtype="float64", random_state=None, sharpness=False):
@@ -120,31 +144,16 @@ class CurvatureProbe(BaseEstimator):
         return not isinstance(self.projection, str)
 
     def _validate(self, D=None) -> None:
-        if self._users_subspace():  # that one subspace: dim and n_subspaces do not apply
+        users = self._users_subspace()
+        if users:  # that one subspace: dim and n_subspaces do not apply
             if D is not None:
                 as_projection(self.projection, D, "projection")
-        else:
-            _check_dim(self.dim, "dim", D)
-        if self.dim is None and D is not None and D > MAX_FULL_D \
-                and not self._users_subspace():
+        elif self.dim is None and D is not None and D > MAX_FULL_D:
             raise ValueError(f"dim=None asks for the full {D} x {D} Hessian, only supported "
                              f"for D <= {MAX_FULL_D}; pass dim=50 (a random subspace).")
-        for name, lo in (("n_subspaces", 1), ("batch_size", 1), ("max_samples", 1)):
-            v = getattr(self, name)
-            if name == "max_samples" and v is None:
-                continue
-            if not is_int(v) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}.")
-        check_choice(self.kind, KINDS, "kind")
-        if not self._users_subspace():
-            check_choice(self.projection, SUBSPACE_PROJECTIONS, "projection")
-        check_choice(self.statistic, SCORES, "statistic")
-        check_choice(self.loss, LOSSES, "loss")
-        check_dtype(self.dtype)
-        if self.gauss_newton not in (True, False):
-            raise ValueError(f"gauss_newton must be True or False, got {self.gauss_newton!r}.")
-        if self.sharpness not in (True, False):
-            raise ValueError(f"sharpness must be True or False, got {self.sharpness!r}.")
+        else:
+            OneOf(SUBSPACE_PROJECTIONS).check(self.projection, "projection")
+        validate_params(self, skip=("dim",) if users else (), D=D)
         if not self.gauss_newton and self.statistic.startswith(("g_", "h_")):
             raise ValueError(f"statistic={self.statistic!r} needs gauss_newton=True.")
 

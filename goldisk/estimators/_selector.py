@@ -17,7 +17,15 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from .._rng import MAX_TABLE_SEED, check_random_state
-from .._validation import is_int
+from ._constraints import (
+    NO_VALIDATION,
+    CallableOrOneOf,
+    Flag,
+    InstanceOf,
+    IntRange,
+    NJobs,
+    validate_params,
+)
 from ._init_criteria import INIT_CRITERIA, init_criterion
 from ._net import check_fit_params
 from ._probe import SCORES, CurvatureProbe
@@ -189,6 +197,16 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     (2, True)
     """
 
+    _parameter_constraints = {
+        "estimator": NO_VALIDATION,  # found by _net_prefix (a net, or a Pipeline ending in one)
+        "n_candidates": IntRange(1),
+        "criterion": CallableOrOneOf((*SCORES, *INIT_CRITERIA)),
+        "probe": InstanceOf(CurvatureProbe),
+        "refit": Flag(),
+        "n_jobs": NJobs(),
+        "random_state": NO_VALIDATION,  # resolved once in fit
+    }
+
     def __init__(self, estimator, n_candidates=16, criterion="loss", probe=None,
                  refit=True, n_jobs=None, random_state=None):
         self.estimator = estimator
@@ -200,20 +218,7 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
 
     def _validate(self) -> str:
-        n = self.n_candidates
-        if not is_int(n) or n < 1:
-            raise ValueError(f"n_candidates must be an int >= 1, got {n!r}.")
-        if not callable(self.criterion) and self.criterion not in (*SCORES, *INIT_CRITERIA):
-            raise ValueError(f"criterion must be a callable or one of "
-                             f"{[*SCORES, *INIT_CRITERIA]}, "
-                             f"got {self.criterion!r}.")
-        if self.probe is not None and not isinstance(self.probe, CurvatureProbe):
-            raise ValueError(f"probe must be None or a CurvatureProbe, got {self.probe!r}.")
-        if not isinstance(self.refit, bool | np.bool_):
-            raise ValueError(f"refit must be True or False, got {self.refit!r}.")
-        j = self.n_jobs
-        if j is not None and (not is_int(j) or j == 0):
-            raise ValueError(f"n_jobs must be None or a nonzero int (-1: all cores), got {j!r}.")
+        validate_params(self)
         return _net_prefix(self.estimator)
 
     def _measured_estimator(self):

@@ -11,24 +11,12 @@ from torch import nn
 from .._flat import ParamLayout
 from .._radius import REFERENCES, layer_reference_radii
 from .._subspace import KINDS, SubspaceModule
-from .._validation import check_choice, is_int
 from ..projections import KINDS as PROJECTIONS
 from ..projections import as_projection, make_projection
+from ._constraints import NO_VALIDATION, Dim, OneOf, validate_params
 from ._init_scaler import not_a_step
 
 __all__ = ["SubspaceProjector"]
-
-
-def _check_dim(dim, name: str, D: int | None = None, allow_none: bool = True):
-    """Validate a subspace dimension: None (if allowed) or an int in [1, D]."""
-    if dim is None and allow_none:
-        return None
-    upper = "" if D is None else f" and <= D={D} (the number of parameters)"
-    if not is_int(dim):
-        raise ValueError(f"{name} must be None or an int >= 1{upper}, got {dim!r}.")
-    if dim < 1 or (D is not None and dim > D):
-        raise ValueError(f"{name} must be an int >= 1{upper}, got {name}={dim}.")
-    return int(dim)
 
 
 def layer_metric(module: nn.Module, reference: str = "xavier") -> np.ndarray:
@@ -96,6 +84,15 @@ matrix, default="auto"
     (23, 5)
     """
 
+    _parameter_constraints = {  # projection and metric depend on each other and on D
+        "dim": Dim(),
+        "kind": OneOf(KINDS),
+        "projection": NO_VALIDATION,
+        "metric": NO_VALIDATION,
+        "reference": OneOf(REFERENCES),
+        "random_state": NO_VALIDATION,  # resolved where P is drawn
+    }
+
     def __init__(self, dim=None, kind="hyperplane", projection="auto", metric=None,
                  reference="xavier", random_state=None):
         self.dim = dim
@@ -114,8 +111,7 @@ matrix, default="auto"
 
     def _validate(self, D: int | None = None, prefix: str = "") -> None:
         """Raise ``ValueError`` naming ``prefix + param`` for any invalid parameter."""
-        _check_dim(self.dim, prefix + "dim", D)
-        check_choice(self.kind, KINDS, prefix + "kind")
+        validate_params(self, prefix, D=D)
         if not isinstance(self.projection, str):  # the user's own D x d matrix
             P = as_projection(self.projection, D, prefix + "projection")
             if self.dim is not None and self.dim != P.d:
@@ -125,8 +121,7 @@ matrix, default="auto"
                 raise ValueError(f"{prefix}metric applies to goldisk's random projections; "
                                  f"scale the rows of {prefix}projection yourself instead.")
         else:
-            check_choice(self.projection, PROJECTIONS, prefix + "projection")
-        check_choice(self.reference, REFERENCES, prefix + "reference")
+            OneOf(PROJECTIONS).check(self.projection, prefix + "projection")
         if isinstance(self.metric, str) and self.metric != "per_layer":
             raise ValueError(
                 f"{prefix}metric must be None, 'per_layer' or an array of length D, "

@@ -132,6 +132,15 @@ class Projection(nn.Module):
         self.D = int(D)
         self.d = int(d)
 
+    @classmethod
+    def _unchecked(cls, *args, **kwargs):
+        """An instance from arguments already validated (D, d, dtype, metric, as
+        :func:`make_projection` checks them at its entry): a subclass's ``__init__`` checks
+        its arguments, then calls ``_build(*args)``, which this calls directly."""
+        obj = cls.__new__(cls)
+        obj._build(*args, **kwargs)
+        return obj
+
     # ------------------------------------------------------------------ abstract interface
     def forward(self, theta: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Map ``theta`` of shape ``(..., d)`` to ``P @ theta`` of shape ``(..., D)``."""

@@ -64,6 +64,10 @@ class DenseProjection(Projection):
         d = _check_d(d, D)
         dtype = _check_dtype(dtype)
         m = _check_metric(metric, D)
+        self._build(D, d, generator, m, dtype)
+
+    def _build(self, D, d, generator, m, dtype):
+        """``__init__`` for arguments already checked (``make_projection``'s path)."""
         super().__init__(D, d)
         g = as_torch_generator(generator)
         A = torch.randn(D, d, generator=g, dtype=torch.float64)

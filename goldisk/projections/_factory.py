@@ -93,17 +93,17 @@ def make_projection(
     if kind == "identity":
         if d != D:
             raise ValueError(f"kind='identity' needs d == D = {D}, got d={d}")
-        P = IdentityProjection(D, dtype=dtype)
-    else:
+        P = IdentityProjection._unchecked(D, dtype)
+    else:  # checked above: the classes' constructors would check the same arguments again
         g = as_torch_generator(random_state)
         if kind == "dense":
-            P = DenseProjection(D, d, generator=g, metric=m, dtype=dtype)
+            P = DenseProjection._unchecked(D, d, g, m, dtype)
         elif kind == "sparse":
-            P = SparseProjection(D, d, generator=g, metric=m, dtype=dtype)
+            P = SparseProjection._unchecked(D, d, g, m, None, dtype)
         elif kind == "sparse-li":
-            P = SparseProjection(D, d, generator=g, metric=m, density="li", dtype=dtype)
+            P = SparseProjection._unchecked(D, d, g, m, "li", dtype)
         else:
-            P = FastfoodProjection(D, d, generator=g, metric=m, dtype=dtype, device=device)
+            P = FastfoodProjection._unchecked(D, d, g, m, dtype, device)
     if device is not None:
         P = P.to(device)
     return P

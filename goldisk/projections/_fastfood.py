@@ -121,6 +121,10 @@ class FastfoodProjection(_FixedMap):
         d = _check_d(d, D)
         dtype = _check_dtype(dtype)
         m = _check_metric(metric, D)
+        self._build(D, d, generator, m, dtype, device)
+
+    def _build(self, D, d, generator, m, dtype, device):
+        """``__init__`` for arguments already checked (``make_projection``'s path)."""
         super().__init__(D, d)
         self.L = 1 << (D - 1).bit_length()
         self.Lq = 1 << (d - 1).bit_length()

@@ -33,6 +33,10 @@ class IdentityProjection(Projection):
     def __init__(self, D, dtype=torch.float64):
         D = _check_D(D)
         dtype = _check_dtype(dtype)
+        self._build(D, dtype)
+
+    def _build(self, D, dtype):
+        """``__init__`` for arguments already checked (``make_projection``'s path)."""
         super().__init__(D, D)
         self.register_buffer("_anchor", torch.empty(0, dtype=dtype), persistent=False)
 

@@ -114,7 +114,11 @@ class SparseProjection(_FixedMap):
         d = _check_d(d, D)
         dtype = _check_dtype(dtype)
         m = _check_metric(metric, D)
-        density = _check_density(density, D)
+        self._build(D, d, generator, m, density, dtype)
+
+    def _build(self, D, d, generator, m, density, dtype):
+        """``__init__`` for arguments already checked (``make_projection``'s path)."""
+        density = _check_density(density, D)  # (make_projection passes only "li")
         super().__init__(D, d)
         self.density = density
         g = as_torch_generator(generator)
