@@ -29,8 +29,7 @@ class InitStatisticCriterion:
     --------
     >>> import numpy as np
     >>> from goldisk.models import MLP
-    >>> rng = np.random.default_rng(0)
-    >>> X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    >>> X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
     >>> c = InitStatisticCriterion("ntk_cond", n_batch=8)
     >>> c(MLP(4, (6,), 3), X, y) <= -1   # minus a condition number
     True
