@@ -19,7 +19,8 @@ on average. Every criterion of a run is measured on the same pools, so gains com
 Signs (``CRITERIA``): the claimed-better side of ``goldisk.curvature.INIT_STATISTICS``
 is picked (highest, lowest for ``loss`` and ``ntk_cond``); ``lambda_max`` picks the
 lowest (Cohen et al. / Gilmer et al.: a flatter init is stable at larger steps), and
-``lambda_max_high`` the highest (what ``criterion="lambda_max"``, a probe column, does).
+``lambda_max_high`` the highest (what ``criterion="lambda_max"``, a probe column, does);
+``grad_norm_low`` and ``snip_low`` pick the side opposite to the claim (same columns).
 ``--analyze`` prints the mean gain over pools with a 95% t-interval; ``--markdown`` the
 issue-16 table (criteria as columns); ``--table`` one row per criterion. Files of older
 runs (fewer columns) still analyze: a criterion counts only the pools that measured it.
@@ -57,7 +58,8 @@ CRITERIA = {"trace_ratio": ("trace_ratio", 1), "frac_positive": ("frac_positive"
             "grad_norm": ("grad_norm", 1), "snip": ("snip", 1), "grasp": ("grasp", 1),
             "synflow": ("synflow", 1), "jacob_cov": ("jacob_cov", 1),
             "ntk_cond": ("ntk_cond", -1),
-            "lambda_max": ("lambda_max", -1), "lambda_max_high": ("lambda_max", 1)}
+            "lambda_max": ("lambda_max", -1), "lambda_max_high": ("lambda_max", 1),
+            "grad_norm_low": ("grad_norm", -1), "snip_low": ("snip", -1)}
 #: columns of the selector's probe table; the rest come from ``InitStatisticCriterion``
 PROBE_COLUMNS = ("trace_ratio", "frac_positive", "g_trace_ratio", "loss", "g_dominance",
                  "lambda_max")
@@ -210,15 +212,18 @@ def criterion_table(paths, criteria=None) -> str:
     """One row per criterion: gain [95% CI] after 1, 2, 5 epochs and their mean, over
     every pool of the files (all datasets and radii together), and the pools."""
     rows = _rows(paths)
-    lines = ["| criterion | picks | 1 epoch | 2 epochs | 5 epochs | mean of 1/2/5 | pools |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| criterion | picks | 1 epoch | 2 epochs | 5 epochs | mean of 1/2/5 | "
+             "minus `loss`'s (paired) | pools |", "|---|---|---|---|---|---|---|---|"]
     for c in present(rows, criteria):
         sub = [r for r in rows if CRITERIA[c][0] in r]
         vals = [_fmt(*interval([pool_gain(r, c, (e,)) for r in sub])[:3]) for e in EPOCHS]
         m = interval([pool_gain(r, c) for r in sub])
+        both = [r for r in sub if "loss" in r]  # same pools: the difference of the picks
+        d = interval([pool_gain(r, c) - pool_gain(r, "loss") for r in both])
         side = "highest" if CRITERIA[c][1] > 0 else "lowest"
         lines.append(f"| `{c}` | {side} {CRITERIA[c][0]} | " + " | ".join(vals)
-                     + f" | {_fmt(*m[:3], bold=True)} | {m[3]} |")
+                     + f" | {_fmt(*m[:3], bold=True)} | "
+                     + ("" if c == "loss" or not both else _fmt(*d[:3])) + f" | {m[3]} |")
     return "\n".join(lines)
 
 
