@@ -65,6 +65,33 @@ def test_selector_choice_and_initialization(digits, criterion):
     assert sel.predict_proba(X[:3]).shape == (3, 10)
 
 
+def test_selector_minimizes_lambda_max_like_its_claim(digits):
+    """``criterion="lambda_max"`` picks the flattest candidate (lower claimed better), the
+    same one as ``InitStatisticCriterion("lambda_max")`` on the same samples."""
+    from goldisk.curvature import top_eigenvalues
+    from goldisk.estimators import InitStatisticCriterion
+
+    X, y = digits
+    X, y = X[:150], y[:150]
+    net = small_net()
+    probe = CurvatureProbe(dim=3, n_subspaces=1, max_samples=None, sharpness=True,
+                           random_state=0)
+    sel = GoldilocksSelector(net, n_candidates=3, criterion="lambda_max", probe=probe,
+                             refit=False, random_state=0).fit(X, y)
+    table = sel.candidates_
+    assert sel.best_index_ == int(table["lambda_max"].idxmin())
+    assert table["lambda_max"].nunique() == 3  # a real choice among three values
+    # the column is the Hessian's lambda_max of the initialized candidate
+    best = clone(net).set_params(random_state=sel.best_seed_, max_epochs=0).fit(X, y)
+    Xt, yt = best._prepare_xy(X, y)
+    lam = top_eigenvalues(best.module_, Xt, yt, 1, random_state=0)[0]
+    assert table.loc[sel.best_index_, "lambda_max"] == pytest.approx(lam, rel=1e-6)
+    signed = GoldilocksSelector(net, n_candidates=3, random_state=0, refit=False,
+                                criterion=InitStatisticCriterion("lambda_max",
+                                                                 max_samples=None)).fit(X, y)
+    assert signed.best_seed_ == sel.best_seed_
+
+
 def test_selector_reproducible_callable_and_regressor(digits):
     X, y = digits
     make = lambda: GoldilocksSelector(small_net(), n_candidates=2,  # noqa: E731

@@ -6,6 +6,7 @@ grid-searchable parameters; ``CurvatureProbe`` measures (and scores) curvature;
 ``GoldilocksSelector`` keeps the best of several random initializations.
 """
 
+from ._init_criteria import InitStatisticCriterion
 from ._init_scaler import InitScaler
 from ._lr import subspace_lr
 from ._nets import GoldilocksClassifier, GoldilocksRegressor, encoded_accuracy
@@ -20,6 +21,7 @@ __all__ = [
     "GoldilocksRegressor",
     "GoldilocksSelector",
     "InitScaler",
+    "InitStatisticCriterion",
     "SubspaceProjector",
     "encoded_accuracy",
     "layer_metric",

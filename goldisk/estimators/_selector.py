@@ -32,7 +32,10 @@ from ._probe import SCORES, CurvatureProbe
 
 __all__ = ["GoldilocksSelector"]
 
-_MINIMIZED = ("loss",)
+#: Criteria whose lower value is claimed better: the init loss (Fort & Scherlis) and the
+#: full-space sharpness (Cohen et al. 2021; Gilmer et al. 2021: a flatter init is stable
+#: at larger steps), as in ``goldisk.curvature.INIT_STATISTICS``.
+_MINIMIZED = ("loss", "lambda_max")
 
 
 def _net_prefix(estimator, path: str = "") -> str:
@@ -131,7 +134,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
     For each of ``n_candidates`` seeds drawn from ``random_state``, a clone of
     ``estimator`` is initialized with that seed (``max_epochs=0``: no training, earlier
     Pipeline steps fitted) and measured on the training data by ``probe``. The candidate
-    with the highest criterion (lowest for ``"loss"``) is then fitted from exactly that
+    with the highest criterion (lowest for ``"loss"`` and ``"lambda_max"``) is then fitted
+    from exactly that
     initialization: the same seed gives the same initial parameters.
 
     Parameters
@@ -144,7 +148,8 @@ class GoldilocksSelector(MetaEstimatorMixin, BaseEstimator):
         :meth:`CurvatureProbe.measure`, averaged over the probe's subspaces:
         ``"trace_ratio"`` (``Tr H / ||H||_F``), ``"frac_positive"`` (fraction of
         positive eigenvalues), ``"g_dominance"`` (``g_trace / |h_trace|``: how much the
-        positive semi-definite Gauss-Newton part dominates), ``"loss"`` (minimized), or
+        positive semi-definite Gauss-Newton part dominates), ``"loss"`` (minimized),
+        ``"lambda_max"`` (minimized; needs ``probe=CurvatureProbe(sharpness=True)``), or
         any other of ``goldisk.estimators.SCORES`` (maximized), or an init statistic of
         ``goldisk.curvature.INIT_STATISTICS`` (``"grad_norm"``, ``"snip"``, ``"grasp"``,
         ``"synflow"``, ``"jacob_cov"``, ``"ntk_cond"``: signed so that the
