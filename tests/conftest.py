@@ -81,3 +81,22 @@ def brute_force_gauss_newton(net, X, y, loss="cross_entropy"):
     z = layout.call(net, w0, X).detach()
     A = reference_logit_hessian(z, y, loss)
     return torch.einsum("ncd,nce,nef->df", J, A, J) / len(X)
+
+
+def digits_subset():
+    """The first 200 of scikit-learn's digits, pixels in [0, 1] (the probe and selector
+    tests' data)."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X[:200] / 16.0, y[:200]
+
+
+def small_net(**kw):
+    """A small digits classifier, one epoch unless told otherwise."""
+    from goldisk import GoldilocksClassifier
+    from goldisk.models import MLP
+
+    params = dict(module__hidden=(8,), max_epochs=1, lr=1e-2, random_state=0)
+    params.update(kw)
+    return GoldilocksClassifier(MLP, **params)

@@ -8,7 +8,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import goldisk._radius as radius_mod
-import goldisk.estimators._init_scaler as scaler_mod
+import goldisk.estimators._constraints as constraints_mod
 from goldisk import GoldilocksClassifier, InitScaler, radius, reference_radius
 from goldisk.models import MLP
 
@@ -17,17 +17,17 @@ from goldisk.models import MLP
 def counted(monkeypatch):
     """Every check of a radius (the scaler's and rescale_'s), by parameter name."""
     calls = []
-    check_positive, check_real = scaler_mod._check_positive, radius_mod.check_real
+    check_positive, check_real = constraints_mod.PositiveReal.check, radius_mod.check_real
 
-    def positive(value, name, example):
+    def positive(self, value, name, **context):
         calls.append(name)
-        return check_positive(value, name, example)
+        return check_positive(self, value, name, **context)
 
     def real(value, name, **kw):
         calls.append(name)
         return check_real(value, name, **kw)
 
-    monkeypatch.setattr(scaler_mod, "_check_positive", positive)
+    monkeypatch.setattr(constraints_mod.PositiveReal, "check", positive)
     monkeypatch.setattr(radius_mod, "check_real", real)
     return calls
 

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import brute_force_gauss_newton, brute_force_hessian
+from conftest import brute_force_gauss_newton, brute_force_hessian, digits_subset, small_net
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -30,14 +29,7 @@ from goldisk.models import MLP
 
 @pytest.fixture(scope="module")
 def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:200] / 16.0, y[:200]
-
-
-def small_net(**kw):
-    params = dict(module__hidden=(8,), max_epochs=1, lr=1e-2, random_state=0)
-    params.update(kw)
-    return GoldilocksClassifier(MLP, **params)
+    return digits_subset()
 
 
 def tiny_data(n=30, d=3, classes=3, seed=0):

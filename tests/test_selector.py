@@ -8,15 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import digits_subset, small_net
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from goldisk import (
     CurvatureProbe,
-    GoldilocksClassifier,
     GoldilocksRegressor,
     GoldilocksSelector,
     InitScaler,
@@ -28,14 +27,7 @@ from goldisk.models import MLP
 
 @pytest.fixture(scope="module")
 def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:200] / 16.0, y[:200]
-
-
-def small_net(**kw):
-    params = dict(module__hidden=(8,), max_epochs=1, lr=1e-2, random_state=0)
-    params.update(kw)
-    return GoldilocksClassifier(MLP, **params)
+    return digits_subset()
 
 
 # ----------------------------------------------------------------------------- selector

